@@ -30,6 +30,10 @@ type Definition struct {
 	// shows when the step's own display name is empty or the task's name
 	// (checkout: "Checkout repo@branch to s").
 	DisplayName func(inputs map[string]string, job *Job) string
+	// RawOutput: the step's output is never parsed for ##vso logging
+	// commands (the official agent runs git with disableWorkerCommands, so a
+	// commit subject cannot inject commands).
+	RawOutput bool
 	// Run executes the step. A nil error is success. An error fails the step;
 	// its message is reported as an error issue, so it must say what happened
 	// in the official wording where one exists ("Bash exited with code '1'.").

@@ -124,7 +124,7 @@ type SecureFile struct {
 type VariableValue struct {
 	Value      string `json:"value"`
 	IsSecret   bool   `json:"isSecret,omitempty"`
-	IsReadonly bool   `json:"isReadonly,omitempty"`
+	IsReadonly bool   `json:"isReadOnly,omitempty"` // the real service spells it isReadOnly (L1 capture); worker.md says isReadonly
 }
 
 // Step is a JobStep. The Azure agent only executes type "task".

@@ -5,12 +5,16 @@
 package proc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -21,9 +25,15 @@ const (
 	DefaultSIGTERMGrace = 2500 * time.Millisecond
 )
 
+// DefaultOutputDelay bounds the wait for output after the process exited.
+const DefaultOutputDelay = 5 * time.Second
+
 // Cmd is one process to run.
 type Cmd struct {
-	Path   string
+	Path string
+	// Argv0, when set, is passed as argv[0] instead of Path (a shell passes
+	// the name as typed; multi-call binaries such as busybox dispatch on it).
+	Argv0  string
 	Args   []string // without argv[0]
 	Dir    string
 	Env    []string
@@ -35,12 +45,25 @@ type Cmd struct {
 	// OutputDelay bounds how long to wait for output pipes after the process
 	// exited (background children may hold them open). Default 5 s.
 	OutputDelay time.Duration
+	// Hard, when closed, kills the whole group at once with SIGKILL, also in
+	// the middle of a graceful cancellation.
+	Hard <-chan struct{}
+	// KeepBackground leaves the group's other processes running when the
+	// leader exits by itself, as the official agent does: a step may start a
+	// server for later steps. Whoever sets it must clean up at job end (see
+	// KillTagged). After cancellation the group is always killed.
+	KeepBackground bool
 }
 
 // Result of a run.
 type Result struct {
-	ExitCode int  // -1 when killed by a signal
-	Signaled bool // ended by a signal (including our own escalation)
+	ExitCode int            // -1 when killed by a signal
+	Signaled bool           // ended by a signal (including our own escalation)
+	Signal   syscall.Signal // the signal, when Signaled
+	// OutputTimedOut: the output pipes were still open OutputDelay after the
+	// process exited (a background child inherited them); what it wrote
+	// later was dropped.
+	OutputTimedOut bool
 }
 
 // Run starts c and waits for it. The error is non-nil when the process could
@@ -48,16 +71,19 @@ type Result struct {
 // exit code alone is not an error.
 func Run(ctx context.Context, c Cmd) (Result, error) {
 	cmd := exec.Command(c.Path, c.Args...)
+	if c.Argv0 != "" {
+		cmd.Args[0] = c.Argv0
+	}
 	cmd.Dir = c.Dir
 	cmd.Env = c.Env
 	cmd.Stdin = c.Stdin
-	cmd.Stdout = c.Stdout
-	cmd.Stderr = c.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = c.OutputDelay
-	if cmd.WaitDelay <= 0 {
-		cmd.WaitDelay = 5 * time.Second
+	delay := c.OutputDelay
+	if delay <= 0 {
+		delay = DefaultOutputDelay
 	}
+	// Stdin copying (a non-file reader) is bounded the same way.
+	cmd.WaitDelay = delay
 	grace := c.Grace
 	if grace[0] <= 0 {
 		grace[0] = DefaultSIGINTGrace
@@ -65,27 +91,45 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 	if grace[1] <= 0 {
 		grace[1] = DefaultSIGTERMGrace
 	}
-	if err := cmd.Start(); err != nil {
+
+	// Our own pipes instead of os/exec's: Wait then returns as soon as the
+	// leader exits, so leftovers can be killed before waiting for output.
+	var out outputs
+	var err error
+	if cmd.Stdout, cmd.Stderr, err = out.open(c.Stdout, c.Stderr); err != nil {
 		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
 	}
+	if err := cmd.Start(); err != nil {
+		out.abort()
+		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
+	}
+	out.start()
 	pgid := cmd.Process.Pid
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 
 	var waitErr error
-	canceled := false
+	canceled, killed := false, false
 	select {
 	case waitErr = <-done:
 	case <-ctx.Done():
 		canceled = true
-		waitErr = escalate(pgid, done, grace)
+		waitErr = escalate(pgid, done, grace, c.Hard)
+	case <-c.Hard:
+		killed = true
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		waitErr = <-done
 	}
-	// Whatever the step left running in its group goes with it.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if canceled || killed || !c.KeepBackground {
+		// Whatever the step left running in its group goes with it.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
+	timedOut := out.wait(delay)
 
-	res := Result{ExitCode: cmd.ProcessState.ExitCode()}
+	res := Result{ExitCode: cmd.ProcessState.ExitCode(), OutputTimedOut: timedOut}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signaled = true
+		res.Signal = ws.Signal()
 	}
 	if canceled {
 		return res, fmt.Errorf("%s: %w", c.Path, context.Cause(ctx))
@@ -98,7 +142,8 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 }
 
 // escalate sends SIGINT, SIGTERM, SIGKILL to the group until the leader exits.
-func escalate(pgid int, done <-chan error, grace [2]time.Duration) error {
+func escalate(pgid int, done <-chan error, grace [2]time.Duration, hard <-chan struct{}) error {
+signals:
 	for i, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		if err := syscall.Kill(-pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 			break
@@ -108,6 +153,9 @@ func escalate(pgid int, done <-chan error, grace [2]time.Duration) error {
 		case err := <-done:
 			t.Stop()
 			return err
+		case <-hard:
+			t.Stop()
+			break signals
 		case <-t.C:
 		}
 	}
@@ -115,23 +163,119 @@ func escalate(pgid int, done <-chan error, grace [2]time.Duration) error {
 	return <-done
 }
 
-// LookPath finds an executable on the PATH given in env (the step's PATH, not
-// the agent's), falling back to the agent's own when env has none.
-func LookPath(name string, env []string) (string, error) {
-	path := ""
-	for _, kv := range env {
-		if len(kv) > 5 && kv[:5] == "PATH=" {
-			path = kv[5:]
+// outputs copies the child's stdout and stderr through pipes we own.
+type outputs struct {
+	pipes []*outPipe
+}
+
+type outPipe struct {
+	r, w *os.File
+	dst  io.Writer
+	done chan struct{}
+}
+
+// open returns the files to hand the child. A destination that is already a
+// file is passed through; one writer given for both streams gets one pipe,
+// so its writes stay serialized.
+func (o *outputs) open(stdout, stderr io.Writer) (io.Writer, io.Writer, error) {
+	so, err := o.pipeFor(stdout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if same(stdout, stderr) {
+		return so, so, nil
+	}
+	se, err := o.pipeFor(stderr)
+	if err != nil {
+		o.abort()
+		return nil, nil, err
+	}
+	return so, se, nil
+}
+
+func (o *outputs) pipeFor(w io.Writer) (io.Writer, error) {
+	if w == nil {
+		return nil, nil
+	}
+	if f, ok := w.(*os.File); ok {
+		return f, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	o.pipes = append(o.pipes, &outPipe{r: r, w: pw, dst: w, done: make(chan struct{})})
+	return pw, nil
+}
+
+func same(a, b io.Writer) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
+}
+
+func (o *outputs) abort() {
+	for _, p := range o.pipes {
+		p.r.Close()
+		p.w.Close()
+	}
+}
+
+// start closes our copies of the write ends and copies until EOF.
+func (o *outputs) start() {
+	for _, p := range o.pipes {
+		p.w.Close()
+		go func(p *outPipe) {
+			defer close(p.done)
+			_, _ = io.Copy(p.dst, p.r)
+		}(p)
+	}
+}
+
+// wait waits for all output up to delay, then drops the rest. It reports
+// whether it had to give up.
+func (o *outputs) wait(delay time.Duration) bool {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	timedOut := false
+	for _, p := range o.pipes {
+		select {
+		case <-p.done:
+		case <-t.C:
+			timedOut = true
+		}
+		if timedOut {
+			break
 		}
 	}
-	if path == "" {
+	for _, p := range o.pipes {
+		p.r.Close() // unblocks a copy still reading
+		<-p.done
+	}
+	return timedOut
+}
+
+// LookPath finds an executable on the PATH given in env (the step's PATH, not
+// the agent's), falling back to the agent's own when env has none. Empty
+// entries are skipped, as the task library's which() does: the current
+// directory is never searched implicitly.
+func LookPath(name string, env []string) (string, error) {
+	path, found := "", false
+	for _, kv := range env {
+		if len(kv) >= 5 && kv[:5] == "PATH=" {
+			path, found = kv[5:], true
+		}
+	}
+	if !found {
 		path = os.Getenv("PATH")
 	}
-	for _, dir := range filepathSplit(path) {
+	for _, dir := range filepath.SplitList(path) {
 		if dir == "" {
-			dir = "."
+			continue
 		}
-		p := dir + string(os.PathSeparator) + name
+		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
@@ -139,14 +283,38 @@ func LookPath(name string, env []string) (string, error) {
 	return "", fmt.Errorf("%s: %w", name, exec.ErrNotFound)
 }
 
-func filepathSplit(p string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(p); i++ {
-		if p[i] == os.PathListSeparator {
-			out = append(out, p[start:i])
-			start = i + 1
+// KillTagged sends SIGKILL to every process of this user whose environment
+// holds the entry tag ("VSTS_PROCESS_LOOKUP_ID=vsts_<guid>"), the way the
+// official worker ends what a job's steps left running (JobExtension
+// FinalizeJob). It returns how many it signalled.
+func KillTagged(tag string) (int, error) {
+	if tag == "" {
+		return 0, errors.New("kill tagged processes: empty tag")
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("kill processes tagged %q: %w", tag, err)
+	}
+	self := os.Getpid()
+	want := []byte(tag)
+	n := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue // gone, or not ours
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, want) {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					n++
+				}
+				break
+			}
 		}
 	}
-	return append(out, p[start:])
+	return n, nil
 }

@@ -1,0 +1,109 @@
+package identitytest
+
+import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+)
+
+// Fixed 2048-bit RSA keys for tests, generated once with
+// `openssl genrsa -traditional 2048`. Generating keys per test is slow under
+// the race detector; these are test material only and protect nothing.
+var testKeys = [...]string{
+	`-----BEGIN RSA PRIVATE KEY-----
+MIIEowIBAAKCAQEAg1bs3wzD4PFWnqdISARcqdXccfI/lDxAfH5NQckGUw++x5C6
+yA3+qtI2DDiPczcM8qpPZqWoMUjsVLD5Ft7AfIq6gil91900ibUq/1RMgP3PaFV/
+f+aDe2b0asK3GxRf1l/iGcJ0qAEDGhkvtuYDy0R0OmTBkSXC65RTI0jQEtF+K7IH
+zFn1bFyobAzV2BGno8Z4TiEg/oDe//FHPdlImMKr4Rz41KRAj/xQ8tqD3KaUlTug
+AFVfGzPz+q0fqosEupneMirIFoDsa7QGjsFLPyj9uRLvTXQ7ZetJt0LqRqohE2/s
+7XV6CvspgkBxDo2x3789AISaDh8nzNAy28Np2QIDAQABAoIBAAaBk1lXSgrGGcrh
+MYjzwl1dbT6tx+2BcJZaMVyNZ0VNFd/P8RjA7LkskaXYVW7ZLsiEnEtS8HqEiMSH
+QceawEFLJAMXqBa97ADYWylr1SBcsl4SQi8lTaUazAfP3n82aqr1c/9frSS3bB5q
+Wf0+9rgmi3VrEVWt37KI1fd8/2W3LdSawhKoHTE8vS8lpJ53+eH4vQCtxgnr/1ez
+uJqprO6H+j+c5ajbcYOPmwl9Sd7A5iOpqfpJlLR35uWUoVLNks4BOcsibMhQTpu2
+dLEQ7oUXlaovau1IAzreBFo9OhWzZDSfz6hEhpQlrO7lqMvq4LIGlrKI+W4x6ErX
+EhOFcusCgYEAt9e0q3B/2oGrsU55anGizke46q3Cp+llJ0ieZS6FGrdnTn6xe2n3
+RYhxIx7uuh5zmy159q7sb+K00M92un5FFmVP4FajAv6TssHnEMZ4cXAkDzDX56bx
+vRtL9IqIjF7AXx10yhd0nCRzLXL2FPgqGydo1MRN/DCYYWcIN0RVQAMCgYEAtuPF
+86WvJDu4JbAZugJH3g423/TrF5pyoixWmr7WC2ec/SLF6gSrc/3LtqHcxwTo+mLX
+908ADx0B7Xhyr9BMRS9Rf6mZNAW+ZFx6pNY7Zj774fkakpNkcvIrAWlSNuD5z9aE
+UfHxWDqmBY5RNGryRDTxsVzYbZffIc84US4yjfMCgYBPu/ZYBMru8h6NIAP47qA1
+51WEMyihutBsYUqRh8Oi+riLitdfN25PcgXfvaK8hkiNnQOwwd06CZFynwhXijxc
+okQqgGji+5cDiKW22N2UFZcOH5kEl5tw8U3YGd1vRAkbN6NXoySoNAbgR2QDZD6e
+2FDXNuy73De6xv0BO1neEQKBgGlOreSlOju6x0WsKKQaPBd4R9CczeFBZVBMB3ID
+AGyAtLxtEVi2Z6LaODpo6R8PjLbfw0r7iiUpprp96EujvMb5gAvqM/ToecCAH35a
+fMla6t4q+Un85JHrLygY5OYElNM/yeEFVtpeqsn4MHnmOqlbcu+VbmlsUWa+Uscr
+uqBRAoGBAK4VyxqUICZEvjN0w+b7U5lBq5kdIq/+oedFzJrGYgSJi3ZiPkj1Bz/m
+RCmsqQFRktWtUB5XgL6JB4+WXkv6U5jA3cjLNJpkm858KiTGWkbQQ3PIt1jOlUt2
+idxiOnQJZJeaH2pR7hLhvllXAKB8TJ3vnHKn5oDkpcEu9RGvIil+
+-----END RSA PRIVATE KEY-----`,
+	`-----BEGIN RSA PRIVATE KEY-----
+MIIEowIBAAKCAQEAt+XNLvyfEmQVPiQA5s6BMaO7h3Y8hDd06VhSeBYaxv5rsMpj
+1WWRvyN38uyVuaK1wPqWYLd9JvNoYoLmXagvAOlNGErwNzkDNV3KGi6qoOnOOmMR
+L6j77nT/acLj+9TojZang5BHH5AxfN7PgseCveTP3CTJ5bIzfdu8ryn5sh+gu8TX
+5b3+G9mXuYv92nlTcwNA8ZtjmM11YMDqNEcxHN4yEDdTVGhhGwhVy0gnEZPt7v54
++u+qDYKFNY2NsbLxl6V0R6IkvRomXgfRTwu5HDtHKAML/iKB6lHuy+W9J/Mc1WKq
+onyVA9+gwNqURbgg9YfGQvaKtvGKSzedZPjUqwIDAQABAoIBAALQ2nzzMk5aSPb8
+HyVpmRHVA3yWA2Q04y3lg9HB6OQOJkD9QF0Woo4uMVp/Y+WFR8ouLBpMBPcROBJ2
+FafueNXHPL53+0ilL1bkWkFfYI55Ngav2KYFrOHgWb7ZVJtZDbyJR4Rcs7IYh6F1
+WfETM/3LYKFq0MqbGW2+bRuzhVbEXYMXVgWJzT0H+22dLtosLABzxLbSwGg2jSal
+gp+amkrcyDUuUBcVpRWbmRvCHrVCyks9KKUQ9nI2zHuLQY981bNmYiasCUQJ6q0M
+AmRxl0ulGg2/gWMkT73owps9T5MTwosM/CVmFTaq2jLIceFetSwvyRfsj35opkZQ
+6sNctS0CgYEA9rmWMFKiO7m5L97y2u4axP7EUvwXfpb5GxyJucO1DLauZMMY+Txv
+05i07iA8C8HF6c7a+2IkWz1FNmbXnXVHSt+SJnYSEbA91eMjn/tpirWq9xJ4tFOB
+R92EWV2SevWErPOUw+tYz8DsR0IFVXuLmebZOAXJ602T9XQf9ra/mwcCgYEAvs+V
+DSOr86lfbXEVQTC7Xvj1zIRBorA0sLKCHzDdK40SUbYXAyDW9ox7yMXnH+8enbFO
+gX5c+IrJsbObw2cM1LS8z0V2EcFuDaa49684oii5+OA1Os1GDj4qcFAdu8i7UjXa
+3IpwBNjPKJufoZA9/dYvsifVZaM9AimSFRIa/D0CgYA8n1c24mb4c+b7yzUy9ARh
+2ROWLFj9gs0Mi1OP8HWA/TYWjhWJz/7OKBx00jjOzrr5exk1YWT7gi+KcXSTPOja
+jdqUVriT3hEjh98OBTFmosKyWLiN3mLKrLRDXQmL6t3BvUwVY7N7wLSNwbwbx/KC
+S0WeTVXS2kn7qp/b+AVWawKBgEAfcm+f9UFFQhR9VC88OTuJXtEEASqzHIHk+2WP
+/kOMfQOIteMPPi5Mt6yZFTreGOPVmhRaatP7kBxvx4C7OMyikHD3Xt5Iqrtbs/1I
+nTehiB3i+wBvy4Mt0QU9Z0CcDJdsEcjbnRmD4to6skKRPsP3HsA4MradTPtVDQqX
+swnhAoGBAOGGz+XANaf2heOVaj4gteRIo8id5gyPMYBb6RkrCO4/XLFMRVBrC6tH
+gHJAeBBEEgC6Ruo0ogtWXX/uLtqkBKVhX3BE0xk1uJgtApEJpw0nLszuSoqm2aEt
+7xxloic7z9cHYfVNCgSD2uX5EgFF2MDre948YTyW7lRDvA2Q9bG9
+-----END RSA PRIVATE KEY-----`,
+	`-----BEGIN RSA PRIVATE KEY-----
+MIIEpAIBAAKCAQEAwe4gikt6iQYlV9TS1A/r2wb9AU5++0arfiSV7dIlahJjMJCA
+i2R7DVF90UDiVSyxxI2P1KqctNTZfyMxn4BmRB0iRMJ7PVUimnp0W0ys+71cneQE
+0r1HF63KSFqKWrxha/g3XJu2YBd0ZntAtZWHVBc30QFcNqBatT3tgNQXYWouqv4l
+115puw+pBpyvIvNWU1ie6wSFTXtrO93msdr09cB20O0virNovpYnbKc9zEPALa31
+scI9RnkEpi2M43t3au7bs5ZjAdMOTZGFl038pgiI2M0OgbkpU2KZZ9TzO5P57tDJ
+sIDruBLmL1W0nd4CLeLNIxLalDh9zAHUIqFOUwIDAQABAoIBAAYwstN5Zj3YRAsn
+evUxzKRBO1FLj0cElkTrQWDXAJfu6v0WumTBM5nuoYSiOHDiGzV6FGDqlUKgsPa9
+nwy+73w1x/5y0S23Ri0GbaBCkl77SDW/FCK8FBplMQSEfs+M6hbpdoyIJLCf3fi2
+IlRP5+lYpS67VAzNzWqg0o4HctU1Nti5OYgUSEJ6zrVhmRt/N//wCEjI90OgkM2u
+K9FHx68UqTPZ+WAdaWuHG10DYqiIEk5B8Chd6Uj9JVYuARam6SfwE8OPvtCVcJfd
+aTmyf8zHnxW27XPFxUg3foQ7FHwzLgGZFnaja0Vur16Jw6P0W2l+53nTRJNr+oBz
+i9x5PqkCgYEA4lQZU3+XgmRG1GIVd3f7teMTvZI87L/vF+1nlDP9a8lzDOuh3TzP
+xu6t38ME9OQUu4OM7Vtn25lpSlTx2h0A7mVibYmPAvvdk3CcrZpXpbQjeW9ambLr
+/r5FNpDRtanvxrhUItxch9184/0HK438sf4DrttvPFsIrYsywqEVhv0CgYEA21qx
+7nOvVWZAq2+26IdVJmllVNV5Nn+3VRRSKSWqgohsvVVaBP5GD+IqnL0+oVp1LNxz
+zhciSWaij++PkukBOFJfFQNxYQsoQIKYJV1ex1tfAL4vorG9GqSFRjBa2MFA67EJ
+s5jrQIe6LJnDL4rkQRqc8QKBFXApwt6uzgSYs48CgYEA4Fiiviz0v1CtESukwcbS
+YKqVz80czUU4OIygpryeUPDgNYeA7G+yOiwveGW1DRblIja1RDbeDUTVpNPs5Nrp
+KGahGZlIhJmrOtJezIr4pI2auG3T7hT4b4ylyP/mkF/CCUaASAoNQrQfb1NKfzcA
+rGLxvatQaRCH2pbnmxvX3fUCgYBem21mtQqIQMPfrR0siUIWgRqtTi0rbkY6MbuF
+97Lk/cY4mtlqkejR7PAIDi83FHa5VJO17ZBiLBwtDFvWNxzJl+1eeM+r1U4VFL5e
+TzkTrrr47Q5Kk3JGTXMV5MEp/5/qh77xcSD2AhQwLFlc5gCwe7P41uWpw2ifnb+z
+J5RczQKBgQC7/D2uEO4KTO0FyUyLES/C3n+OXgWtc94yc9IceoiWVIRvrApayEzi
+IL0RGv2h1lIAv/qtMYCRwuIBpaCIe5Ds/TuITrEaQK8CZXDqvdITThZFzItKJSyJ
+XXRglzS82nCB5/Rbi78hMyDenis8mydZKvNCpmEo2TU69Svh6OY7qw==
+-----END RSA PRIVATE KEY-----`,
+}
+
+// Key returns fixed test key i (0, 1 or 2), freshly parsed.
+func Key(i int) *rsa.PrivateKey {
+	block, _ := pem.Decode([]byte(testKeys[i]))
+	if block == nil {
+		panic(fmt.Sprintf("identitytest: test key %d is not PEM", i))
+	}
+	key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+	if err != nil {
+		panic(fmt.Sprintf("identitytest: test key %d: %v", i, err))
+	}
+	key.Precompute()
+	return key
+}

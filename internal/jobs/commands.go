@@ -1,0 +1,364 @@
+package jobs
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/goagent-dev/goagent/internal/jobs/logcmd"
+)
+
+// processLine handles one line of a step's output: a ##vso logging command
+// is executed and not written (worker.md §5); anything else is masked and
+// written to the step's log.
+func (s *stepRun) processLine(line string) {
+	con := s.console()
+	if !strings.Contains(strings.ToLower(line), "##vso") {
+		con.write(line)
+		return
+	}
+	cmd, found, err := logcmd.Parse(line)
+	if !found {
+		con.write(line)
+		return
+	}
+	if err != nil {
+		// Not a legal command: the line is ordinary output, plus a warning.
+		con.write(line)
+		con.Warning(err.Error())
+		return
+	}
+	if !logcmd.Known(cmd.Area, cmd.Event) {
+		if !logcmd.KnownArea(cmd.Area) {
+			con.Warning(logcmd.UnknownAreaWarning(cmd.Area))
+			return
+		}
+		s.commandFailed(con, line, fmt.Errorf("%s", logcmd.UnknownEventError(cmd.Area, cmd.Event)))
+		return
+	}
+	if t := s.step.Target; t != nil && strings.EqualFold(t.Commands, "restricted") && !logcmd.AllowedInRestricted(cmd.Area, cmd.Event) {
+		con.Warning(logcmd.NotAllowedWarning(cmd.Area, cmd.Event))
+		return
+	}
+	if err := s.runCommand(con, cmd); err != nil {
+		s.commandFailed(con, line, err)
+		return
+	}
+	if !(strings.EqualFold(cmd.Area, "task") && strings.EqualFold(cmd.Event, "debug")) {
+		con.Debug("Processed: " + cmd.String())
+	}
+}
+
+// commandFailed is CommandProcessFailed: an error issue and a failed step.
+func (s *stepRun) commandFailed(con *console, line string, err error) {
+	con.Error(logcmd.ProcessFailedError(line))
+	con.Error(err.Error())
+	s.mu.Lock()
+	s.cmdResult = MergeResults(s.cmdResult, ResultFailed)
+	s.mu.Unlock()
+}
+
+func prop(cmd *logcmd.Command, name string) (string, bool) {
+	v, ok := cmd.Properties[strings.ToLower(name)]
+	return v, ok
+}
+
+func boolProp(cmd *logcmd.Command, name string) bool {
+	v, _ := prop(cmd, name)
+	b, _ := strconv.ParseBool(strings.TrimSpace(v))
+	return b
+}
+
+// runCommand executes a parsed logging command.
+func (s *stepRun) runCommand(con *console, cmd *logcmd.Command) error {
+	jr := s.jr
+	switch strings.ToLower(cmd.Area + "." + cmd.Event) {
+	case "task.setvariable":
+		return s.setVariable(con, cmd)
+	case "task.setsecret":
+		if strings.TrimSpace(cmd.Data) != "" {
+			jr.masker.AddValue(cmd.Data)
+		}
+	case "task.logissue", "task.issue":
+		return s.logIssue(cmd)
+	case "task.complete":
+		r, _ := prop(cmd, "result")
+		res, ok := parseResult(r)
+		if !ok && r != "" {
+			return fmt.Errorf("Invalid task result: %s", r)
+		}
+		if res == "" {
+			res = ResultSucceeded
+		}
+		s.mu.Lock()
+		s.cmdResult = MergeResults(s.cmdResult, res)
+		s.mu.Unlock()
+		jr.mu.Lock()
+		s.rec.PercentComplete = 100
+		if cmd.Data != "" {
+			s.rec.CurrentOperation = jr.masker.Mask(cmd.Data)
+		}
+		jr.mu.Unlock()
+		jr.updateRecord(s.rec)
+	case "task.setprogress":
+		v, _ := prop(cmd, "value")
+		p, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || p < 0 || p > 100 {
+			return fmt.Errorf("Invalid progress value: %q (an integer from 0 to 100)", v)
+		}
+		jr.mu.Lock()
+		if p > s.rec.PercentComplete {
+			s.rec.PercentComplete = p
+		}
+		s.rec.CurrentOperation = jr.masker.Mask(cmd.Data)
+		jr.mu.Unlock()
+		jr.updateRecord(s.rec)
+	case "task.prependpath":
+		dir := strings.TrimSpace(cmd.Data)
+		if dir == "" {
+			return fmt.Errorf("Path cannot be empty")
+		}
+		jr.mu.Lock()
+		out := jr.prependPath[:0]
+		for _, p := range jr.prependPath {
+			if p != dir {
+				out = append(out, p)
+			}
+		}
+		jr.prependPath = append(out, dir)
+		jr.mu.Unlock()
+	case "task.debug":
+		con.Debug(cmd.Data)
+	case "task.settaskvariable":
+		name, _ := prop(cmd, "variable")
+		if strings.TrimSpace(name) == "" {
+			return fmt.Errorf("Variable name cannot be empty")
+		}
+		if boolProp(cmd, "issecret") {
+			jr.masker.AddValue(cmd.Data)
+		}
+		s.mu.Lock()
+		if s.taskVars == nil {
+			s.taskVars = map[string]string{}
+		}
+		s.taskVars[name] = cmd.Data
+		s.mu.Unlock()
+	case "task.uploadfile":
+		return s.attach(cmd, "DistributedTask.Core.FileAttachment", "")
+	case "task.addattachment":
+		typ, _ := prop(cmd, "type")
+		name, _ := prop(cmd, "name")
+		if typ == "" || name == "" {
+			return fmt.Errorf("Both 'type' and 'name' are required to add an attachment")
+		}
+		return s.attach(cmd, typ, name)
+	case "task.uploadsummary", "build.uploadsummary":
+		return s.attach(cmd, "DistributedTask.Core.Summary", "")
+	case "build.uploadlog":
+		return s.attach(cmd, "DistributedTask.Core.Log", "CustomToolLog")
+	case "build.updatebuildnumber":
+		n := strings.TrimSpace(cmd.Data)
+		if n == "" {
+			return fmt.Errorf("Build number cannot be empty")
+		}
+		jr.vars.SetReadOnly("build.buildNumber", n, false)
+		con.Info(fmt.Sprintf("##[section]Build number set to '%s'.", n))
+	case "build.addbuildtag":
+		if strings.TrimSpace(cmd.Data) == "" {
+			return fmt.Errorf("Tag cannot be empty")
+		}
+		con.Info(fmt.Sprintf("Build tag '%s' recorded.", strings.TrimSpace(cmd.Data)))
+	case "task.logdetail":
+		// Detail timelines only decorate the web UI's task view; goagent
+		// writes the detail to the log instead of creating a sub-timeline.
+		name, _ := prop(cmd, "name")
+		if name != "" || cmd.Data != "" {
+			con.Info(strings.TrimSpace(name + " " + cmd.Data))
+		}
+	case "task.setendpoint":
+		return s.setEndpoint(cmd)
+	case "artifact.upload", "artifact.associate":
+		return fmt.Errorf("##vso[%s.%s] is not supported by goagent: it has no build artifact container upload. Publish artifacts from a job on the official agent, or upload them from the script to your own store", cmd.Area, cmd.Event)
+	default:
+		// telemetry.publish, release.*, codecoverage.*, results.* concern
+		// services goagent does not talk to; they are accepted and ignored.
+		con.Debug(fmt.Sprintf("##vso[%s.%s] is accepted but has no effect in goagent.", cmd.Area, cmd.Event))
+	}
+	return nil
+}
+
+func parseResult(s string) (string, bool) {
+	// Enum.TryParse without ignoreCase: the names are case-sensitive.
+	switch s {
+	case "Succeeded":
+		return ResultSucceeded, true
+	case "SucceededWithIssues":
+		return ResultSucceededWithIssues, true
+	case "Failed":
+		return ResultFailed, true
+	case "Canceled":
+		return ResultCanceled, true
+	case "Skipped":
+		return ResultSkipped, true
+	case "Abandoned":
+		return ResultAbandoned, true
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		for k, v := range resultOrder {
+			if v == n {
+				return k, true
+			}
+		}
+	}
+	return "", false
+}
+
+// setVariable is task.setvariable (TaskCommandExtension.ProcessCommand).
+func (s *stepRun) setVariable(con *console, cmd *logcmd.Command) error {
+	jr := s.jr
+	name, _ := prop(cmd, "variable")
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return fmt.Errorf("Variable name cannot be empty")
+	}
+	value := cmd.Data
+	secret := boolProp(cmd, "issecret")
+	output := boolProp(cmd, "isoutput")
+	readOnly := boolProp(cmd, "isreadonly")
+	preserve := boolProp(cmd, "preservecase")
+	if secret {
+		if strings.ContainsAny(value, "\r\n") && !jr.boolVar("SYSTEM_UNSAFEALLOWMULTILINESECRET") {
+			return fmt.Errorf("Secrets cannot contain multiple lines")
+		}
+		jr.masker.AddValue(value)
+	}
+	if t := s.step.Target; t != nil && t.SettableVariables != nil {
+		allowed := false
+		for _, a := range t.SettableVariables.Allowed {
+			if strings.EqualFold(a, name) {
+				allowed = true
+			}
+		}
+		if !allowed {
+			con.Warning(fmt.Sprintf("Cannot set variable '%s' because it is not in the list of settable variables for this step.", name))
+			return nil
+		}
+	}
+	if output {
+		jr.mu.Lock()
+		if s.rec.Variables == nil {
+			s.rec.Variables = map[string]RecordVariable{}
+		}
+		s.rec.Variables[name] = RecordVariable{Value: value, IsSecret: secret}
+		jr.mu.Unlock()
+		jr.updateRecord(s.rec)
+		if s.step.Name != "" {
+			jr.vars.SetFromStep(s.step.Name+"."+name, value, secret, true, preserve)
+		}
+		return nil
+	}
+	if jr.vars.IsReadOnly(name) {
+		msg := fmt.Sprintf("Can't update read-only variable '%s'", name)
+		if jr.boolVar("agent.readOnlyVariables") {
+			return fmt.Errorf("%s", msg)
+		}
+		con.Warning(msg)
+		return nil
+	}
+	jr.vars.SetFromStep(name, value, secret, readOnly, preserve)
+	return nil
+}
+
+// logIssue is task.logissue (worker.md §5.2).
+func (s *stepRun) logIssue(cmd *logcmd.Command) error {
+	typ, _ := prop(cmd, "type")
+	typ = strings.ToLower(strings.TrimSpace(typ))
+	if typ != "error" && typ != "warning" {
+		return fmt.Errorf("Invalid issue type: '%s'. Use 'error' or 'warning'", typ)
+	}
+	is := Issue{Type: typ, Category: "General", Message: cmd.Data, Data: map[string]string{}}
+	for k, v := range cmd.Properties {
+		if k != "type" {
+			is.Data[k] = v
+		}
+	}
+	if src := is.Data["sourcepath"]; src != "" {
+		is.Category = "Code"
+		loc := src
+		if l := is.Data["linenumber"]; l != "" {
+			loc += "(" + l
+			if c := is.Data["columnnumber"]; c != "" {
+				loc += "," + c
+			}
+			loc += ")"
+		}
+		code := ""
+		if c := is.Data["code"]; c != "" {
+			code = " " + c
+		}
+		is.Message = fmt.Sprintf("%s: %s%s: %s", loc, typ, code, cmd.Data)
+	}
+	if len(is.Data) == 0 {
+		is.Data = nil
+	}
+	s.jr.addIssue(s.rec, is)
+	return nil
+}
+
+func (s *stepRun) attach(cmd *logcmd.Command, typ, name string) error {
+	path := strings.TrimSpace(cmd.Data)
+	if path == "" {
+		return fmt.Errorf("File path cannot be empty")
+	}
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("Path must be rooted: %s", path)
+	}
+	if name == "" {
+		name = filepath.Base(path)
+	}
+	if !exists(path) {
+		return fmt.Errorf("Cannot upload file '%s': it does not exist", path)
+	}
+	s.jr.rep.Attach(s.rec.ID, typ, name, path)
+	return nil
+}
+
+// setEndpoint is task.setendpoint: change an endpoint's url, data or auth
+// parameter (never the system connection).
+func (s *stepRun) setEndpoint(cmd *logcmd.Command) error {
+	id, _ := prop(cmd, "id")
+	field, _ := prop(cmd, "field")
+	key, _ := prop(cmd, "key")
+	jr := s.jr
+	jr.mu.Lock()
+	defer jr.mu.Unlock()
+	for i := range jr.endpoints {
+		e := &jr.endpoints[i]
+		if !strings.EqualFold(e.ID, id) || id == "" {
+			continue
+		}
+		if strings.EqualFold(e.Name, "SystemVssConnection") {
+			return fmt.Errorf("Cannot update the SystemVssConnection endpoint")
+		}
+		switch strings.ToLower(field) {
+		case "url":
+			e.URL = cmd.Data
+		case "dataparameter":
+			if e.Data == nil {
+				e.Data = map[string]string{}
+			}
+			e.Data[key] = cmd.Data
+		case "authparameter":
+			if e.Authorization.Parameters == nil {
+				e.Authorization.Parameters = map[string]string{}
+			}
+			e.Authorization.Parameters[key] = cmd.Data
+			jr.masker.AddValue(cmd.Data)
+		default:
+			return fmt.Errorf("Invalid endpoint field: %s", field)
+		}
+		return nil
+	}
+	return fmt.Errorf("Endpoint %q not found", id)
+}

@@ -1,0 +1,91 @@
+package jobs
+
+import (
+	"context"
+	"time"
+)
+
+// Reporter is how the runner tells the service about a job: timeline
+// records, console lines, attachments and completion. The runner knows
+// nothing about HTTP; internal/jobs/report implements this over the job's own
+// REST connection, tests use an in-memory one.
+//
+// UpdateRecord and WriteLine must not block on the network: the reporter
+// queues, batches and retries on its own goroutines, keeping order, and only
+// Finish waits for everything to be delivered.
+type Reporter interface {
+	// UpdateRecord publishes the full current state of a record. The
+	// reporter may coalesce successive updates of the same record.
+	UpdateRecord(rec Record)
+	// WriteLine appends one console line (already masked) to a record's log.
+	// For a step (Task) record the line also goes to the job log and to the
+	// live console feed with that step's id; for the Job record it goes to
+	// the job log and feed only.
+	WriteLine(recordID string, line string)
+	// Attach uploads a file as a record attachment (task.addattachment,
+	// task.uploadfile, task.uploadsummary, build.uploadlog).
+	Attach(recordID, attachmentType, name, path string)
+	// Finish drains every queue, uploads the remaining log pages, sends the
+	// final record updates, and reports completion (the JobCompleted plan
+	// event for plan version >= 8). It returns an error when the job's
+	// outputs (record variables) or the completion could not be delivered.
+	Finish(ctx context.Context, c Completion) error
+}
+
+// Completion is the end of a job.
+type Completion struct {
+	Result            string // succeeded|succeededWithIssues|failed|canceled|skipped|abandoned
+	AgentShuttingDown bool
+	FinishTime        time.Time
+}
+
+// Record is the runner's view of one timeline record (worker.md §7.2).
+type Record struct {
+	ID               string
+	ParentID         string // the job id for Task records; empty for the Job record
+	Type             string // "Job" or "Task"
+	Name             string
+	RefName          string
+	Order            int // 0 for the Job record
+	State            string
+	Result           string // empty until completed
+	ResultCode       string
+	StartTime        time.Time
+	FinishTime       time.Time
+	PercentComplete  int
+	CurrentOperation string
+	ErrorCount       int
+	WarningCount     int
+	Issues           []Issue
+	Variables        map[string]RecordVariable
+	WorkerName       string
+	Attempt          int
+}
+
+// Issue is an error or warning on a record.
+type Issue struct {
+	Type     string // "error" or "warning"
+	Category string // "General" or "Code"
+	Message  string
+	Data     map[string]string
+}
+
+// RecordVariable is an output variable on a step record.
+type RecordVariable struct {
+	Value    string
+	IsSecret bool
+}
+
+// Record states and results as the wire spells them.
+const (
+	StatePending    = "pending"
+	StateInProgress = "inProgress"
+	StateCompleted  = "completed"
+
+	ResultSucceeded           = "succeeded"
+	ResultSucceededWithIssues = "succeededWithIssues"
+	ResultFailed              = "failed"
+	ResultCanceled            = "canceled"
+	ResultSkipped             = "skipped"
+	ResultAbandoned           = "abandoned"
+)
