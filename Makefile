@@ -6,7 +6,7 @@ BIN       := bin/goagent
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-FUZZTIME  ?= 5s
+FUZZTIME  ?= 2000x
 APT       := $(shell command -v apt-get 2>/dev/null)
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -28,9 +28,10 @@ build:
 
 # The README's test command: vet, then every test with the race detector,
 # then each fuzz target for a few seconds.
-test: deps
+test: deps browser-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd deploy && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 test-short:
@@ -60,3 +61,17 @@ vet:
 
 clean:
 	rm -rf bin
+
+# Headless Chromium for the web UI's browser test (internal/webui), from
+# Debian's package: never a browser download. A machine where it cannot be
+# installed still tests everything else; the browser test then skips and says
+# why.
+browser-deps:
+	@if [ -x /usr/bin/chromium ]; then exit 0; fi; \
+	if [ -n "$(APT)" ]; then \
+	  echo "installing: chromium (for the web UI browser test)"; \
+	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null; } \
+	    || echo "chromium could not be installed: the web UI browser test will skip"; \
+	else echo "no apt-get: install chromium with your package manager, or the web UI browser test will skip"; fi
+
+.PHONY: browser-deps

@@ -115,6 +115,8 @@ func (s *setup) agent(placeholder bool) (*listener.Agent, error) {
 		Once:             c.Once,
 		Placeholder:      placeholder,
 		IdleTimeout:      c.IdleTimeout,
+		RenewPeriod:      c.RenewPeriod,
+		SessionRetry:     c.SessionRetry,
 		UserCapabilities: c.userCapabilities(),
 		AgentVersion:     c.AgentVersion,
 		GoagentVersion:   version,

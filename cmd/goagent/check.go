@@ -48,6 +48,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if errors.Is(err, azdo.ErrUnauthorized) {
 			return fail(fmt.Errorf("%w\n  %s", err, identity.ExplainUnauthorized(s.ident.Kind)))
 		}
+		if errors.Is(err, azdo.ErrNotFound) || errors.Is(err, azdo.ErrLocationNotFound) {
+			return fail(fmt.Errorf("%w\n  fix: --url must be the organization URL, e.g. https://dev.azure.com/ORG (or the collection URL of Azure DevOps Server)", err))
+		}
 		return fail(err)
 	}
 	if cd.AuthenticatedUser != nil && cd.AuthenticatedUser.ProviderDisplayName != nil {

@@ -35,6 +35,14 @@ type agentConfig struct {
 	LogFormat    string
 	Debug        bool
 	KillGrace    time.Duration
+
+	// Test-only knobs (not flags, not documented to users): the end-to-end
+	// tests shorten the official periods so that renewals and session
+	// retries can be observed in seconds. Zero keeps the official values.
+	//   GOAGENT_RENEW_PERIOD   job lock renewal period (official: 60 s)
+	//   GOAGENT_SESSION_RETRY  wait between session creation attempts (official: 30 s)
+	RenewPeriod  time.Duration
+	SessionRetry time.Duration
 }
 
 // stringList is a repeatable flag.
@@ -148,6 +156,15 @@ func bindAgentFlags(fs *flag.FlagSet, c *agentConfig) func() error {
 				return usageError{fmt.Errorf("kill grace %q: %w", grace, err)}
 			}
 			c.KillGrace = d
+		}
+		for env, d := range map[string]*time.Duration{"GOAGENT_RENEW_PERIOD": &c.RenewPeriod, "GOAGENT_SESSION_RETRY": &c.SessionRetry} {
+			if v := os.Getenv(env); v != "" {
+				p, err := parseDuration(v)
+				if err != nil || p <= 0 {
+					return usageError{fmt.Errorf("%s=%q: want a positive duration such as 500ms", env, v)}
+				}
+				*d = p
+			}
 		}
 		c.Capabilities = caps
 		if len(caps) == 0 {

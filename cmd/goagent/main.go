@@ -134,6 +134,7 @@ type signals struct {
 
 	mu       sync.Mutex
 	onSecond func()
+	workDone bool // finished() was called before any signal
 }
 
 func (s *signals) setOnSecond(f func()) {
@@ -173,12 +174,32 @@ func newSignals() *signals {
 }
 
 func (s *signals) received() os.Signal {
+	s.mu.Lock()
+	done := s.workDone
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
 	select {
 	case <-s.gotCh:
 		return s.got
 	default:
 		return nil
 	}
+}
+
+// finished marks the command's work as done: a signal that comes later (to
+// close exec's web view, say) only ends the process and does not turn the
+// exit status into 130/143.
+func (s *signals) finished() {
+	select {
+	case <-s.gotCh:
+		return // interrupted before the work was done
+	default:
+	}
+	s.mu.Lock()
+	s.workDone = true
+	s.mu.Unlock()
 }
 
 func (s *signals) stop() {

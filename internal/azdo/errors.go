@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
+	"mime"
 	"net/http"
+	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel kinds an *Error matches with errors.Is. The service names its
@@ -29,6 +33,7 @@ var (
 	ErrPlanSecurity     = errors.New("plan security")
 	ErrBadRequest       = errors.New("bad request")
 	ErrLocationNotFound = errors.New("resource location not found")
+	ErrAPIVersion       = errors.New("api-version not supported by the server")
 )
 
 // typeKeys maps the service's exception type keys to kinds.
@@ -88,15 +93,30 @@ type wrappedException struct {
 	EventID   int    `json:"eventId"`
 }
 
-// newError builds an *Error from a response status and body.
-func newError(method, url string, status int, body []byte) *Error {
-	e := &Error{Method: method, URL: url, StatusCode: status}
+// newError builds an *Error from a response status, its Content-Type and
+// X-TFS-ServiceError headers, and its body.
+func newError(method, target string, status int, header http.Header, body []byte) *Error {
+	e := &Error{Method: method, URL: target, StatusCode: status}
+	body = trimBOM(body)
 	var w wrappedException
-	if len(body) > 0 && json.Unmarshal(trimBOM(body), &w) == nil {
+	switch {
+	case len(body) == 0:
+	case isHTML(header.Get("Content-Type"), body):
+		e.Message = htmlMessage(body)
+	case json.Unmarshal(body, &w) == nil:
 		e.TypeKey = w.TypeKey
 		e.Message = w.Message
-	} else if len(body) > 0 {
+	default:
 		e.Message = firstLine(string(body), 300)
+	}
+	if e.Message == "" {
+		// The .NET client shows this header when the body is no wrapped
+		// exception (VssHttpClientBase.HandleResponseAsync).
+		if se := header.Get("X-TFS-ServiceError"); se != "" {
+			if d, err := url.QueryUnescape(se); err == nil {
+				e.Message = firstLine(d, 300)
+			}
+		}
 	}
 	if k, ok := typeKeys[e.TypeKey]; ok && k != nil {
 		e.Kind = k
@@ -120,15 +140,61 @@ func newError(method, url string, status int, body []byte) *Error {
 	return e
 }
 
+// isHTML tells a web page (a sign-in page, a proxy's block page) from a
+// service answer.
+func isHTML(contentType string, body []byte) bool {
+	if mt, _, err := mime.ParseMediaType(contentType); err == nil && (mt == "text/html" || mt == "application/xhtml+xml") {
+		return true
+	}
+	b := strings.ToLower(strings.TrimSpace(string(body[:min(len(body), 512)])))
+	return strings.HasPrefix(b, "<!doctype html") || strings.HasPrefix(b, "<html")
+}
+
+// htmlMessage describes an HTML answer by its title instead of dumping markup.
+func htmlMessage(body []byte) string {
+	msg := "the server answered with a web page instead of JSON"
+	if t := htmlTitle(body); t != "" {
+		msg = fmt.Sprintf("the server answered with a web page (%q) instead of JSON", t)
+	}
+	return msg + "; check that the URL is the organization or collection URL (https://dev.azure.com/ORG) and that no proxy intercepts the request"
+}
+
+func htmlTitle(body []byte) string {
+	s := string(body[:min(len(body), 64<<10)])
+	i := strings.Index(strings.ToLower(s), "<title")
+	if i < 0 {
+		return ""
+	}
+	s = s[i:]
+	j := strings.IndexByte(s, '>')
+	if j < 0 {
+		return ""
+	}
+	s = s[j+1:]
+	if k := strings.Index(strings.ToLower(s), "</title"); k >= 0 {
+		s = s[:k]
+	}
+	s = strings.Join(strings.Fields(html.UnescapeString(s)), " ")
+	return truncate(s, 120)
+}
+
 func firstLine(s string, max int) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
 	}
-	if len(s) > max {
-		s = s[:max] + "…"
+	return truncate(s, max)
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func trimBOM(b []byte) []byte {

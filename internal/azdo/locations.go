@@ -37,6 +37,10 @@ func NewLocations() *Locations {
 	return &Locations{byURL: map[string]map[string]ResourceLocation{}}
 }
 
+// get returns the locations of base, fetching them once. The fetch runs
+// detached from the caller's cancellation, because other callers may be
+// waiting on it; each caller still stops waiting when its own ctx ends.
+// Failures are not cached, so the next call asks again.
 func (l *Locations) get(ctx context.Context, base string, fetch func(context.Context) ([]ResourceLocation, error)) (map[string]ResourceLocation, error) {
 	l.mu.Lock()
 	m, ok := l.byURL[base]
@@ -44,8 +48,9 @@ func (l *Locations) get(ctx context.Context, base string, fetch func(context.Con
 	if ok {
 		return m, nil
 	}
-	v, err, _ := l.group.Do(base, func() (any, error) {
-		list, err := fetch(ctx)
+	fctx := context.WithoutCancel(ctx)
+	ch := l.group.DoChan(base, func() (any, error) {
+		list, err := fetch(fctx)
 		if err != nil {
 			return nil, err
 		}
@@ -58,60 +63,98 @@ func (l *Locations) get(ctx context.Context, base string, fetch func(context.Con
 		l.mu.Unlock()
 		return m, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(map[string]ResourceLocation), nil
 	}
-	return v.(map[string]ResourceLocation), nil
 }
 
-// expandRoute fills a route template the way the VSS clients do: {area} and
-// {resource} come from the location, other {name} or {*name} placeholders from
-// values (path-escaped), and a segment whose placeholder has no value is
-// dropped (the optional trailing {messageId} when polling, for one).
-func expandRoute(loc ResourceLocation, values map[string]string) string {
+// expandRoute fills a route template the way VssHttpUriUtility.ReplaceRouteValues
+// does for the .NET client: {name} and {*name} take the route value of that
+// name (case-insensitive), {area} and {resource} default to the location's,
+// a placeholder without a value becomes empty and a segment left empty is
+// dropped (the optional trailing {messageId} when polling, for one), and "{{"
+// / "}}" are literal braces.
+//
+// Unlike the .NET client, values are path-escaped (as azure-devops-go-api's
+// transformRouteTemplate does), so a value can never add a segment; and a
+// segment with a placeholder that comes out as "." or ".." is an error, so a
+// value (an attachment name, say) can never walk out of the base URL.
+// Escaping the dots would not do: %2E is "." to any URL normaliser.
+func expandRoute(loc ResourceLocation, values map[string]string) (string, error) {
 	var out []string
-	for _, seg := range strings.Split(loc.RouteTemplate, "/") {
-		if seg == "" {
-			continue
+	var seg strings.Builder
+	hasParam := false
+	var bad string
+	flush := func() {
+		s := seg.String()
+		seg.Reset()
+		if hasParam && (s == "." || s == "..") && bad == "" {
+			bad = s
 		}
-		var b strings.Builder
-		drop := false
-		rest := seg
-		for {
-			i := strings.IndexByte(rest, '{')
-			if i < 0 {
-				b.WriteString(rest)
-				break
-			}
-			j := strings.IndexByte(rest[i:], '}')
-			if j < 0 {
-				b.WriteString(rest)
-				break
-			}
-			b.WriteString(rest[:i])
-			name := strings.TrimPrefix(rest[i+1:i+j], "*")
-			var val string
-			var ok bool
-			switch name {
-			case "area":
-				val, ok = loc.Area, true
-			case "resource":
-				val, ok = loc.ResourceName, true
-			default:
-				val, ok = lookupFold(values, name)
-			}
-			if !ok || val == "" {
-				drop = true
-				break
-			}
-			b.WriteString(url.PathEscape(val))
-			rest = rest[i+j+1:]
-		}
-		if !drop {
-			out = append(out, b.String())
+		hasParam = false
+		if s != "" {
+			out = append(out, s)
 		}
 	}
-	return strings.Join(out, "/")
+	t := loc.RouteTemplate
+	for i := 0; i < len(t); i++ {
+		switch c := t[i]; c {
+		case '/':
+			flush()
+		case '{':
+			if i+1 < len(t) && t[i+1] == '{' {
+				seg.WriteByte('{')
+				i++
+				continue
+			}
+			end := strings.IndexByte(t[i+1:], '}')
+			if end < 0 {
+				// An unclosed parameter swallows the rest, as in .NET.
+				hasParam = true
+				i = len(t)
+				continue
+			}
+			name := strings.TrimPrefix(t[i+1:i+1+end], "*")
+			i += end + 1
+			hasParam = true
+			if v, ok := routeValue(loc, values, name); ok {
+				seg.WriteString(url.PathEscape(v))
+			}
+		case '}':
+			seg.WriteByte('}')
+			if i+1 < len(t) && t[i+1] == '}' {
+				i++
+			}
+		default:
+			seg.WriteByte(c)
+		}
+	}
+	flush()
+	if bad != "" {
+		return "", fmt.Errorf("route %s of %s/%s: a route value makes a %q path segment, which is not a valid name", loc.RouteTemplate, loc.Area, loc.ResourceName, bad)
+	}
+	return strings.Join(out, "/"), nil
+}
+
+// routeValue looks name up in values first: the .NET client only adds area
+// and resource when the caller did not supply them (ToRouteDictionary).
+func routeValue(loc ResourceLocation, values map[string]string, name string) (string, bool) {
+	if v, ok := lookupFold(values, name); ok {
+		return v, true
+	}
+	switch strings.ToLower(name) {
+	case "area":
+		return loc.Area, true
+	case "resource":
+		return loc.ResourceName, true
+	}
+	return "", false
 }
 
 func lookupFold(m map[string]string, key string) (string, bool) {
@@ -126,39 +169,65 @@ func lookupFold(m map[string]string, key string) (string, bool) {
 	return "", false
 }
 
-// apiVersion is a parsed "major.minor[-preview[.N]]".
+// apiVersion is a parsed "major.minor[-preview[.N]]" (ApiResourceVersion).
 type apiVersion struct {
 	major, minor int
 	preview      bool
 	resource     int
 }
 
+// parseAPIVersion reads a requested version the way ApiResourceVersion's
+// string constructor does: an optional leading "v", major[.minor], and an
+// optional "-preview" stage (any case) with an optional ".N" resource version.
 func parseAPIVersion(s string) (apiVersion, error) {
 	var v apiVersion
-	num, pre, hasPre := strings.Cut(s, "-")
-	maj, min, _ := strings.Cut(num, ".")
-	var err error
-	if v.major, err = strconv.Atoi(maj); err != nil {
-		return v, fmt.Errorf("api-version %q: %w", s, err)
+	if s == "" {
+		return v, fmt.Errorf("api-version is empty")
 	}
-	if min != "" {
-		if v.minor, err = strconv.Atoi(min); err != nil {
-			return v, fmt.Errorf("api-version %q: %w", s, err)
-		}
-	}
-	if hasPre {
-		name, res, hasRes := strings.Cut(pre, ".")
+	num, stage, hasStage := strings.Cut(s, "-")
+	if hasStage {
+		name, res, hasRes := strings.Cut(stage, ".")
 		if !strings.EqualFold(name, "preview") {
-			return v, fmt.Errorf("api-version %q: unknown stage %q", s, name)
+			return v, fmt.Errorf("api-version %q: unknown stage %q (only \"preview\" exists)", s, name)
 		}
 		v.preview = true
 		if hasRes {
-			if v.resource, err = strconv.Atoi(res); err != nil {
-				return v, fmt.Errorf("api-version %q: %w", s, err)
+			n, err := strconv.Atoi(res)
+			if err != nil {
+				return v, fmt.Errorf("api-version %q: resource version %q is not a number", s, res)
 			}
+			v.resource = n
 		}
 	}
+	var err error
+	if v.major, v.minor, err = parseMajorMinor(strings.TrimLeft(num, "v"), false); err != nil {
+		return v, fmt.Errorf("api-version %q: %w", s, err)
+	}
 	return v, nil
+}
+
+// parseMajorMinor reads "major[.minor]". A location's versions are .NET
+// System.Version strings, which may carry build and revision parts; those
+// never matter for negotiation and are ignored when extra is set.
+func parseMajorMinor(s string, extra bool) (int, int, error) {
+	parts := strings.Split(s, ".")
+	if (len(parts) > 2 && !extra) || len(parts) > 4 {
+		return 0, 0, fmt.Errorf("%q is not major.minor", s)
+	}
+	var n [2]int
+	for i := 0; i < len(parts) && i < 2; i++ {
+		p := parts[i]
+		if p == "" || strings.TrimLeft(p, "0123456789") != "" || len(p) > 9 {
+			return 0, 0, fmt.Errorf("%q is not major.minor", s)
+		}
+		n[i], _ = strconv.Atoi(p)
+	}
+	for _, p := range parts[min(len(parts), 2):] {
+		if p == "" || strings.TrimLeft(p, "0123456789") != "" || len(p) > 9 {
+			return 0, 0, fmt.Errorf("%q is not a version", s)
+		}
+	}
+	return n[0], n[1], nil
 }
 
 func (v apiVersion) less(o apiVersion) bool {
@@ -168,6 +237,8 @@ func (v apiVersion) less(o apiVersion) bool {
 	return v.minor < o.minor
 }
 
+// String is ApiResourceVersion.ToString: the resource version is written
+// only for a preview.
 func (v apiVersion) String() string {
 	s := strconv.Itoa(v.major) + "." + strconv.Itoa(v.minor)
 	if v.preview {
@@ -179,42 +250,74 @@ func (v apiVersion) String() string {
 	return s
 }
 
-// negotiate picks the version to send for a requested one against what the
-// location supports, following VssHttpClientBase.NegotiateRequestVersion.
-func negotiate(loc ResourceLocation, requested string) (string, error) {
-	req, err := parseAPIVersion(requested)
-	if err != nil {
-		return "", err
-	}
-	min, _ := parseAPIVersion(orZero(loc.MinVersion))
-	max, _ := parseAPIVersion(orZero(loc.MaxVersion))
-	released, _ := parseAPIVersion(orZero(loc.ReleasedVersion))
-	if loc.MaxVersion == "" || (max.major == 0 && max.minor == 0) {
-		return req.String(), nil // the location declares nothing: send as asked
-	}
-	if req.less(min) {
-		return "", fmt.Errorf("api-version %s is older than the oldest version %s the server supports for %s/%s", requested, loc.MinVersion, loc.Area, loc.ResourceName)
-	}
-	if max.less(req) {
-		out := apiVersion{major: max.major, minor: max.minor}
-		if released.less(max) {
-			out.preview = true
+// acceptParams is the api-version parameter of the Accept header. Versions
+// with major <= 1 use the legacy form "api-version=1.0; res-version=N"
+// (VssHttpClientBase.CreateAcceptHeader, VssApiResourceVersionExtensions).
+func (v apiVersion) acceptParams() string {
+	if v.major <= 1 {
+		s := "api-version=" + strconv.Itoa(v.major) + "." + strconv.Itoa(v.minor)
+		if v.resource > 0 {
+			s += "; res-version=" + strconv.Itoa(v.resource)
 		}
-		return out.String(), nil
+		return s
 	}
-	out := req
-	if out.resource > loc.ResourceVersion {
-		out.resource = loc.ResourceVersion
-	}
-	if released.less(req) {
-		out.preview = true
-	}
-	return out.String(), nil
+	return "api-version=" + v.String()
 }
 
-func orZero(s string) string {
-	if s == "" {
-		return "0.0"
+// negotiate picks the version to send for a requested one against what the
+// location supports, as VssHttpClientBase.NegotiateRequestVersion does:
+//   - requested older than minVersion: the server no longer serves it (error);
+//   - requested newer than maxVersion: send maxVersion, as a preview when
+//     releasedVersion < maxVersion, with no resource version;
+//   - otherwise send the requested major.minor with the resource version
+//     clamped to the location's, as a preview when releasedVersion < requested
+//     and otherwise keeping the requested stage.
+//
+// One deviation: a location without a maxVersion at all makes the .NET client
+// throw (ArgumentNullException); goagent sends the requested version as is.
+// An empty minVersion or releasedVersion reads as "0.0" (never released).
+func negotiate(loc ResourceLocation, requested string) (apiVersion, error) {
+	req, err := parseAPIVersion(requested)
+	if err != nil {
+		return apiVersion{}, err
 	}
-	return s
+	if loc.MaxVersion == "" {
+		return req, nil
+	}
+	lv := func(field, s string) (apiVersion, error) {
+		if s == "" {
+			return apiVersion{}, nil
+		}
+		maj, mnr, err := parseMajorMinor(s, true)
+		if err != nil {
+			return apiVersion{}, fmt.Errorf("resource location %s (%s/%s): the server's %s %w", loc.ID, loc.Area, loc.ResourceName, field, err)
+		}
+		return apiVersion{major: maj, minor: mnr}, nil
+	}
+	minV, err := lv("minVersion", loc.MinVersion)
+	if err != nil {
+		return apiVersion{}, err
+	}
+	maxV, err := lv("maxVersion", loc.MaxVersion)
+	if err != nil {
+		return apiVersion{}, err
+	}
+	released, err := lv("releasedVersion", loc.ReleasedVersion)
+	if err != nil {
+		return apiVersion{}, err
+	}
+	switch {
+	case req.less(minV):
+		return apiVersion{}, fmt.Errorf("%w: goagent asks for api-version %s of %s/%s, but the server only serves %s to %s; the server is newer than this agent supports, update goagent",
+			ErrAPIVersion, requested, loc.Area, loc.ResourceName, loc.MinVersion, loc.MaxVersion)
+	case maxV.less(req):
+		return apiVersion{major: maxV.major, minor: maxV.minor, preview: released.less(maxV)}, nil
+	default:
+		out := req
+		out.resource = min(req.resource, loc.ResourceVersion)
+		if released.less(req) {
+			out.preview = true
+		}
+		return out, nil
+	}
 }

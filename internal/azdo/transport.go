@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
+
+	fallbackroots "golang.org/x/crypto/x509roots/fallback/bundle"
+	"golang.org/x/net/http/httpproxy"
 )
 
 // TransportOptions configure the HTTP transport shared by the REST client,
@@ -34,9 +38,17 @@ var systemBundles = []string{
 // files. It returns nil (use Go's defaults, including the x509roots fallback
 // in scratch images) when nothing extra is configured.
 func RootCAs(extra []string) (*x509.CertPool, error) {
-	files := append([]string(nil), extra...)
+	return rootCAs(extra, systemBundles)
+}
+
+func rootCAs(extra, system []string) (*x509.CertPool, error) {
+	type bundle struct{ path, from string }
+	var files []bundle
+	for _, f := range extra {
+		files = append(files, bundle{f, "CA file"})
+	}
 	if f := os.Getenv("SSL_CERT_FILE"); f != "" {
-		files = append(files, f)
+		files = append(files, bundle{f, "SSL_CERT_FILE"})
 	}
 	var dirFiles []string
 	if d := os.Getenv("SSL_CERT_DIR"); d != "" {
@@ -49,21 +61,40 @@ func RootCAs(extra []string) (*x509.CertPool, error) {
 		return nil, nil
 	}
 	pool := x509.NewCertPool()
-	for _, f := range systemBundles {
-		if pem, err := os.ReadFile(f); err == nil {
-			pool.AppendCertsFromPEM(pem)
+	systemRead := false
+	for _, f := range system {
+		if pem, err := os.ReadFile(f); err == nil && pool.AppendCertsFromPEM(pem) {
+			systemRead = true
 		}
 	}
-	for _, f := range files {
-		pem, err := os.ReadFile(f)
+	if !systemRead {
+		// A scratch image has no system bundle: start from the roots compiled
+		// into the binary (the same ones x509roots/fallback installs), so an
+		// extra CA adds to them rather than replacing them.
+		for r := range fallbackroots.Roots() {
+			cert, err := x509.ParseCertificate(r.Certificate)
+			if err != nil {
+				continue
+			}
+			if r.Constraint == nil {
+				pool.AddCert(cert)
+			} else {
+				pool.AddCertWithConstraint(cert, r.Constraint)
+			}
+		}
+	}
+	for _, b := range files {
+		pem, err := os.ReadFile(b.path)
 		if err != nil {
-			return nil, fmt.Errorf("read CA bundle %s: %w", f, err)
+			return nil, fmt.Errorf("read the %s %s: %w; point it at a readable PEM bundle of CA certificates", b.from, b.path, err)
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read CA bundle %s: no PEM certificates in it", f)
+			return nil, fmt.Errorf("read the %s %s: no PEM certificate in it; point it at a PEM bundle (-----BEGIN CERTIFICATE-----) of CA certificates", b.from, b.path)
 		}
 	}
 	for _, f := range dirFiles {
+		// A directory holds links, hash files and the odd non-PEM file;
+		// Go's own SSL_CERT_DIR handling skips those too.
 		if pem, err := os.ReadFile(f); err == nil {
 			pool.AppendCertsFromPEM(pem)
 		}
@@ -74,9 +105,15 @@ func RootCAs(extra []string) (*x509.CertPool, error) {
 // NewTransport returns an HTTP/1.1 transport that honours HTTPS_PROXY,
 // HTTP_PROXY and NO_PROXY and trusts RootCAs. HTTP/1.1 is what the official
 // agent forces on Linux and macOS (VssUtil.cs).
+//
+// The proxy settings are read now rather than through
+// http.ProxyFromEnvironment, which reads them once per process: a transport
+// then always follows the environment it was made in. As there, requests to
+// localhost and loopback addresses never go through the proxy.
 func NewTransport(opts TransportOptions) (*http.Transport, error) {
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
 	t := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
+		Proxy: func(r *http.Request) (*url.URL, error) { return proxy(r.URL) },
 		DialContext: (&net.Dialer{
 			Timeout:   30 * time.Second,
 			KeepAlive: 30 * time.Second,

@@ -28,8 +28,8 @@ type logState struct {
 }
 
 type feedState struct {
-	lines map[int64]string // by line number
-	next  int64            // where a batch without startLine goes
+	lines []string        // in arrival order
+	seen  map[string]bool // batches already taken, by startLine and content
 }
 
 // Attachment is a file the agent attached to a timeline record.
@@ -257,44 +257,29 @@ func (s *Server) planFeed(c *planCtx) *apiError {
 	}
 	f := c.plan.feeds[step]
 	if f == nil {
-		f = &feedState{lines: map[int64]string{}, next: 1}
+		f = &feedState{seen: map[string]bool{}}
 		c.plan.feeds[step] = f
 	}
-	start := f.next
+	// The feed is a live view: batches are shown in arrival order. Line
+	// numbers are not unique (the agent's PagingLogger gives an
+	// ##[endgroup] line and the next one the same number), so only an exact
+	// retry — same startLine, same lines — is taken once.
+	var start int64
 	if in.StartLine != nil {
 		start = *in.StartLine
 	}
-	// Lines are keyed by number and the first copy wins, so a retried batch
-	// (same startLine) or an overlapping one adds nothing twice.
-	var fresh []string
-	for i, line := range in.Value {
-		if _, ok := f.lines[start+int64(i)]; !ok {
-			f.lines[start+int64(i)] = line
-			fresh = append(fresh, line)
-		}
-	}
-	if end := start + int64(len(in.Value)); end > f.next {
-		f.next = end
-	}
-	if len(fresh) > 0 {
-		s.emit(Event{Kind: EventFeedLines, JobID: c.job.id, RequestID: c.job.requestID, StepID: step, StartLine: start, Lines: fresh})
+	key := strconv.FormatInt(start, 10) + "\x00" + strings.Join(in.Value, "\n")
+	if !f.seen[key] && len(in.Value) > 0 {
+		f.seen[key] = true
+		pos := int64(len(f.lines)) + 1
+		f.lines = append(f.lines, in.Value...)
+		s.emit(Event{Kind: EventFeedLines, JobID: c.job.id, RequestID: c.job.requestID, StepID: step, StartLine: pos, Lines: in.Value})
 	}
 	q.noContent()
 	return nil
 }
 
-func (f *feedState) ordered() []string {
-	nums := make([]int64, 0, len(f.lines))
-	for n := range f.lines {
-		nums = append(nums, n)
-	}
-	sort.Slice(nums, func(a, b int) bool { return nums[a] < nums[b] })
-	out := make([]string, len(nums))
-	for i, n := range nums {
-		out[i] = f.lines[n]
-	}
-	return out
-}
+func (f *feedState) ordered() []string { return append([]string(nil), f.lines...) }
 
 func (s *Server) logJSON(c *planCtx, l *logState) taskagent.TaskLog {
 	loc := s.orgURL + "/" + c.plan.scope + "/_apis/distributedtask/hubs/" + c.plan.hub + "/plans/" + c.plan.id + "/logs/" + strconv.Itoa(l.id)

@@ -152,6 +152,8 @@ type Server struct {
 	violations    []string
 	bugs          []string
 	subs          map[*subscription]struct{}
+
+	repos repoTable // repositories served at ORG/PROJECT/_git/NAME (repos.go)
 }
 
 // Start listens and serves until Close (or ctx ends).
@@ -431,6 +433,10 @@ func (s *Server) serve(q *request) {
 		return
 	}
 	segs = segs[1:]
+	if isGitRoute(segs) {
+		s.serveGit(q, segs)
+		return
+	}
 	switch {
 	case len(segs) == 1 && strings.EqualFold(segs[0], "_apis") && r.Method == http.MethodOptions:
 		q.ex.Resource = "options"

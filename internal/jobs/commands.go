@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"fmt"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -9,54 +10,91 @@ import (
 	"github.com/goagent-dev/goagent/internal/jobs/logcmd"
 )
 
-// processLine handles one line of a step's output: a ##vso logging command
-// is executed and not written (worker.md §5); anything else is masked and
-// written to the step's log.
+// processLine handles one line of a step's output as
+// WorkerCommandManager.TryProcessCommand does: a ##vso logging command is
+// executed and not written (worker.md §5); anything else is masked and
+// written to the step's log. "##[group]"-style lines are plain text.
 func (s *stepRun) processLine(line string) {
 	con := s.console()
-	if !strings.Contains(strings.ToLower(line), "##vso") {
+	// The keyword is matched case-sensitively, as String.IndexOf does.
+	if !strings.Contains(line, "##vso") {
 		con.write(line)
 		return
 	}
-	cmd, found, err := logcmd.Parse(line)
+	opts := logcmd.Options{KeepPercentEscapes: strings.EqualFold(s.jr.varOr("DECODE_PERCENTS", "true"), "false")}
+	cmd, found, err := opts.Parse(line)
 	if !found {
 		con.write(line)
 		return
 	}
 	if err != nil {
 		// Not a legal command: the line is ordinary output, plus a warning.
-		con.write(line)
 		con.Warning(err.Error())
+		con.write(line)
 		return
 	}
-	if !logcmd.Known(cmd.Area, cmd.Event) {
-		if !logcmd.KnownArea(cmd.Area) {
-			con.Warning(logcmd.UnknownAreaWarning(cmd.Area))
-			return
+	spec, known := logcmd.Lookup(cmd.Area, cmd.Event)
+	if !logcmd.KnownArea(cmd.Area) {
+		con.Warning(logcmd.UnknownAreaWarning(cmd.Area))
+		return
+	}
+	if host, name, ok := s.jr.hostType(); ok && known && spec.Hosts&host == 0 {
+		// The area does not serve this kind of pipeline: an error, a failed
+		// step, and the line is written as output.
+		con.Error(logcmd.NotSupportedError(cmd.Area, name))
+		s.failCommands()
+		con.write(line)
+		return
+	}
+	// Processed commands are traced (debug only) whatever their outcome.
+	defer func() {
+		if !(strings.EqualFold(cmd.Area, "task") && strings.EqualFold(cmd.Event, "debug")) {
+			con.Debug("Processed: " + opts.Unescape(line))
 		}
+	}()
+	if !known {
 		s.commandFailed(con, line, fmt.Errorf("%s", logcmd.UnknownEventError(cmd.Area, cmd.Event)))
 		return
 	}
-	if t := s.step.Target; t != nil && strings.EqualFold(t.Commands, "restricted") && !logcmd.AllowedInRestricted(cmd.Area, cmd.Event) {
+	if t := s.step.Target; t != nil && strings.EqualFold(t.Commands, "restricted") && !spec.Restricted {
 		con.Warning(logcmd.NotAllowedWarning(cmd.Area, cmd.Event))
 		return
 	}
 	if err := s.runCommand(con, cmd); err != nil {
 		s.commandFailed(con, line, err)
-		return
 	}
-	if !(strings.EqualFold(cmd.Area, "task") && strings.EqualFold(cmd.Event, "debug")) {
-		con.Debug("Processed: " + cmd.String())
+}
+
+// hostType is system.hosttype as the command extensions compare it, with
+// the HostTypes enum name the official messages show; false when the
+// variable is missing or unknown (the official HasFlag(None) check then lets
+// every command through).
+func (jr *jobRun) hostType() (logcmd.HostType, string, bool) {
+	v, _ := jr.vars.Get("system.hosttype")
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "build":
+		return logcmd.HostBuild, "Build", true
+	case "deployment":
+		return logcmd.HostDeployment, "Deployment", true
+	case "poolmaintenance":
+		return logcmd.HostPoolMaintenance, "PoolMaintenance", true
+	case "release":
+		return logcmd.HostRelease, "Release", true
 	}
+	return 0, "", false
+}
+
+func (s *stepRun) failCommands() {
+	s.mu.Lock()
+	s.cmdResult = MergeResults(s.cmdResult, ResultFailed)
+	s.mu.Unlock()
 }
 
 // commandFailed is CommandProcessFailed: an error issue and a failed step.
 func (s *stepRun) commandFailed(con *console, line string, err error) {
 	con.Error(logcmd.ProcessFailedError(line))
 	con.Error(err.Error())
-	s.mu.Lock()
-	s.cmdResult = MergeResults(s.cmdResult, ResultFailed)
-	s.mu.Unlock()
+	s.failCommands()
 }
 
 func prop(cmd *logcmd.Command, name string) (string, bool) {
@@ -115,9 +153,12 @@ func (s *stepRun) runCommand(con *console, cmd *logcmd.Command) error {
 		jr.mu.Unlock()
 		jr.updateRecord(s.rec)
 	case "task.prependpath":
-		dir := strings.TrimSpace(cmd.Data)
+		if !s.settable(con, "PATH") {
+			return nil
+		}
+		dir := cmd.Data
 		if dir == "" {
-			return fmt.Errorf("Path cannot be empty")
+			return fmt.Errorf("Parameter 'prependpath' cannot be null or empty.")
 		}
 		jr.mu.Lock()
 		out := jr.prependPath[:0]
@@ -163,15 +204,19 @@ func (s *stepRun) runCommand(con *console, cmd *logcmd.Command) error {
 			return fmt.Errorf("Build number cannot be empty")
 		}
 		jr.vars.SetReadOnly("build.buildNumber", n, false)
-		con.Info(fmt.Sprintf("##[section]Build number set to '%s'.", n))
+		// The official worker also renames the build on the service; goagent
+		// has no build-service client.
+		con.Warning(fmt.Sprintf("##vso[build.updatebuildnumber]: Build.BuildNumber is now '%s' for the rest of this job, but goagent does not rename the run on Azure DevOps (it has no Build service client). Set the run name with 'name:' in the pipeline instead.", n))
 	case "build.addbuildtag":
-		if strings.TrimSpace(cmd.Data) == "" {
+		tag := strings.TrimSpace(cmd.Data)
+		if tag == "" {
 			return fmt.Errorf("Tag cannot be empty")
 		}
-		con.Info(fmt.Sprintf("Build tag '%s' recorded.", strings.TrimSpace(cmd.Data)))
+		con.Warning(fmt.Sprintf("##vso[build.addbuildtag]: the tag '%s' was not added: goagent does not call the Build service. Tag the run from a job on the official agent, or with the REST API (PUT _apis/build/builds/{buildId}/tags/{tag}).", tag))
 	case "task.logdetail":
 		// Detail timelines only decorate the web UI's task view; goagent
-		// writes the detail to the log instead of creating a sub-timeline.
+		// writes the detail to the log instead of creating a sub-timeline
+		// (PowerShell@2 emits one per run, so this is not a warning).
 		name, _ := prop(cmd, "name")
 		if name != "" || cmd.Data != "" {
 			con.Info(strings.TrimSpace(name + " " + cmd.Data))
@@ -181,11 +226,28 @@ func (s *stepRun) runCommand(con *console, cmd *logcmd.Command) error {
 	case "artifact.upload", "artifact.associate":
 		return fmt.Errorf("##vso[%s.%s] is not supported by goagent: it has no build artifact container upload. Publish artifacts from a job on the official agent, or upload them from the script to your own store", cmd.Area, cmd.Event)
 	default:
-		// telemetry.publish, release.*, codecoverage.*, results.* concern
-		// services goagent does not talk to; they are accepted and ignored.
-		con.Debug(fmt.Sprintf("##vso[%s.%s] is accepted but has no effect in goagent.", cmd.Area, cmd.Event))
+		// telemetry.publish, release.updatereleasename, codecoverage.publish,
+		// results.publish*: services goagent does not talk to. Never silent.
+		con.Warning(unsupportedCommand(cmd))
 	}
 	return nil
+}
+
+// unsupportedCommand says what a command goagent cannot honour would have
+// done and what to do instead.
+func unsupportedCommand(cmd *logcmd.Command) string {
+	c := "##vso[" + strings.ToLower(cmd.Area+"."+cmd.Event) + "]"
+	switch strings.ToLower(cmd.Area) {
+	case "results":
+		return c + " was ignored: goagent does not publish test results to Azure DevOps Test Runs. Publish them from a job on the official agent (PublishTestResults@2), or keep the result files as a pipeline artifact."
+	case "codecoverage":
+		return c + " was ignored: goagent does not publish code coverage to Azure DevOps. Publish it from a job on the official agent (PublishCodeCoverageResults@2)."
+	case "telemetry":
+		return c + " was ignored: goagent sends no telemetry to Azure DevOps."
+	case "release":
+		return c + " was ignored: goagent runs build (YAML pipeline) jobs and cannot rename a classic release."
+	}
+	return c + " was ignored: goagent does not implement it."
 }
 
 func parseResult(s string) (string, bool) {
@@ -214,36 +276,35 @@ func parseResult(s string) (string, bool) {
 	return "", false
 }
 
-// setVariable is task.setvariable (TaskCommandExtension.ProcessCommand).
+// setVariable is task.setvariable (TaskSetVariableCommand): the read-only
+// check comes first — an error when agent.readOnlyVariables is true, else a
+// warning and the value is set all the same —, then the secret is
+// registered, then the step's settableVariables decide.
 func (s *stepRun) setVariable(con *console, cmd *logcmd.Command) error {
 	jr := s.jr
 	name, _ := prop(cmd, "variable")
-	name = strings.TrimSpace(name)
 	if name == "" {
-		return fmt.Errorf("Variable name cannot be empty")
+		return fmt.Errorf("Required field 'variable' is missing in ##vso[task.setvariable] command.")
 	}
 	value := cmd.Data
 	secret := boolProp(cmd, "issecret")
 	output := boolProp(cmd, "isoutput")
 	readOnly := boolProp(cmd, "isreadonly")
 	preserve := boolProp(cmd, "preservecase")
+	if jr.vars.IsReadOnly(name) {
+		if jr.boolVar("agent.readOnlyVariables") {
+			return fmt.Errorf("Overwriting readonly variable '%s' is not permitted. See https://github.com/microsoft/azure-pipelines-yaml/blob/master/design/readonly-variables.md for details.", name)
+		}
+		con.Warning(fmt.Sprintf("Overwriting readonly variable '%s'. This behavior will be disabled in the future. See https://github.com/microsoft/azure-pipelines-yaml/blob/master/design/readonly-variables.md for details.", name))
+	}
 	if secret {
-		if strings.ContainsAny(value, "\r\n") && !jr.boolVar("SYSTEM_UNSAFEALLOWMULTILINESECRET") {
+		if strings.Contains(value, "\n") && !jr.boolVar("SYSTEM_UNSAFEALLOWMULTILINESECRET") {
 			return fmt.Errorf("Secrets cannot contain multiple lines")
 		}
 		jr.masker.AddValue(value)
 	}
-	if t := s.step.Target; t != nil && t.SettableVariables != nil {
-		allowed := false
-		for _, a := range t.SettableVariables.Allowed {
-			if strings.EqualFold(a, name) {
-				allowed = true
-			}
-		}
-		if !allowed {
-			con.Warning(fmt.Sprintf("Cannot set variable '%s' because it is not in the list of settable variables for this step.", name))
-			return nil
-		}
+	if !s.settable(con, name) {
+		return nil
 	}
 	if output {
 		jr.mu.Lock()
@@ -258,16 +319,26 @@ func (s *stepRun) setVariable(con *console, cmd *logcmd.Command) error {
 		}
 		return nil
 	}
-	if jr.vars.IsReadOnly(name) {
-		msg := fmt.Sprintf("Can't update read-only variable '%s'", name)
-		if jr.boolVar("agent.readOnlyVariables") {
-			return fmt.Errorf("%s", msg)
-		}
-		con.Warning(msg)
-		return nil
-	}
 	jr.vars.SetFromStep(name, value, secret, readOnly, preserve)
 	return nil
+}
+
+// settable is TaskRestrictionsChecker.CheckSettableVariable: with a
+// settableVariables list on the step's target, only names matching one of
+// its patterns (minimatch, case-insensitive) may be set; others draw a
+// warning and are left alone.
+func (s *stepRun) settable(con *console, name string) bool {
+	t := s.step.Target
+	if t == nil || t.SettableVariables == nil || t.SettableVariables.Allowed == nil {
+		return true
+	}
+	for _, pattern := range t.SettableVariables.Allowed {
+		if ok, err := path.Match(strings.ToLower(pattern), strings.ToLower(name)); err == nil && ok {
+			return true
+		}
+	}
+	con.Warning(fmt.Sprintf("Setting variable '%s' has been disabled by the task or build definition.", name))
+	return false
 }
 
 // logIssue is task.logissue (worker.md §5.2).

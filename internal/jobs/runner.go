@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,6 +103,7 @@ type jobRun struct {
 	ws          *workspace
 	debug       bool
 	processTag  string // VSTS_PROCESS_LOOKUP_ID of this job's processes
+	minSecret   int    // AZP_IGNORE_SECRETS_SHORTER_THAN
 }
 
 type postStep struct {
@@ -116,9 +118,32 @@ func newJobRun(r *Runner, job Job) *jobRun {
 		log = slog.New(slog.DiscardHandler)
 	}
 	jr := &jobRun{r: r, msg: job.Message, rep: job.Reporter, hard: job.Hard, log: log, processTag: "vsts_" + uuid.NewString()}
-	jr.masker = mask.New(mask.Options{MinLength: r.SecretMinLength})
+	jr.minSecret = secretMinLength(r, job.Message)
+	jr.masker = mask.New(mask.Options{MinLength: jr.minSecret})
 	jr.endpoints = append([]wire.ServiceEndpoint(nil), job.Message.Resources.Endpoints...)
 	return jr
+}
+
+// secretMinLength is the knob AZP_IGNORE_SECRETS_SHORTER_THAN: a job
+// variable, else the agent's environment, else Runner.SecretMinLength
+// (AgentKnobs.MaskedSecretMinLength; the official default is 0).
+func secretMinLength(r *Runner, m *wire.JobRequestMessage) int {
+	const knob = "AZP_IGNORE_SECRETS_SHORTER_THAN"
+	for k, v := range m.Variables {
+		if strings.EqualFold(k, knob) {
+			if n, err := strconv.Atoi(strings.TrimSpace(v.Value)); err == nil {
+				return n
+			}
+		}
+	}
+	for _, kv := range r.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == knob {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return n
+			}
+		}
+	}
+	return r.SecretMinLength
 }
 
 func (jr *jobRun) now() time.Time { return time.Now().UTC() }
@@ -128,6 +153,9 @@ func (jr *jobRun) now() time.Time { return time.Now().UTC() }
 // secret variables arrive through the variable store.
 func (jr *jobRun) registerSecrets() []string {
 	var warnings []string
+	if jr.minSecret > mask.MaxMinLength {
+		warnings = append(warnings, fmt.Sprintf("The value of the minimum length of the secrets is too high. Maximum value is set: %d", mask.MaxMinLength))
+	}
 	for _, e := range jr.msg.Resources.Endpoints {
 		for k, v := range e.Authorization.Parameters {
 			if !nonSecretAuthParams[strings.ToLower(k)] {
@@ -223,32 +251,31 @@ func (jr *jobRun) run(ctx context.Context) (string, error) {
 		for i := len(posts) - 1; i >= 0; i-- {
 			jr.runPost(ctx, posts[i])
 		}
+
+		// Finalize Job (JobExtension.FinalizeJob). A job whose
+		// initialization failed has none: JobRunner completes it at once.
+		finRec := jr.newRecord(uuid.NewString(), "Finalize Job", "JobExtension_Final")
+		jr.startRecord(finRec)
+		fin := jr.console(finRec)
+		fin.Info("##[section]Starting: Finalize Job")
+		fin.Info("Cleaning up task key")
+		jr.killOrphans(fin)
+		fin.Info("##[section]Finishing: Finalize Job")
+		jr.completeRecord(finRec, ResultSucceeded, "")
 	} else {
-		for _, sr := range runs {
-			if sr.rec != nil {
-				jr.skipRecord(sr.rec)
-			}
-		}
+		jr.killOrphans(nil)
 	}
 
-	// Finalize Job.
-	finRec := jr.newRecord(uuid.NewString(), "Finalize Job", "JobExtension_Final")
-	jr.startRecord(finRec)
-	fin := jr.console(finRec)
-	fin.Info("Cleaning up task key")
-	if !strings.EqualFold(jr.varOr("process.clean", "true"), "false") {
-		if n, err := proc.KillTagged("VSTS_PROCESS_LOOKUP_ID=" + jr.processTag); err != nil {
-			jr.log.Debug("could not look for leftover processes", "error", err)
-		} else if n > 0 {
-			fin.Info(fmt.Sprintf("Terminated %d process(es) left running by the job's steps.", n))
-		}
-	}
+	// _temp is emptied after the job as before it (TempDirectoryManager).
+	// The official worker does it after draining its queues, because an
+	// upload may still read a file there; goagent's reporter opens
+	// attachments when they are queued and spools pages elsewhere, so it
+	// cleans first and leaves nothing to do once the service has the result.
 	if jr.ws != nil {
 		if err := emptyDir(jr.ws.dirs.Temp); err != nil {
-			fin.Warning(fmt.Sprintf("Unable to clean the temp directory: %v", err))
+			jr.log.Warn("could not empty the temp directory after the job", "dir", jr.ws.dirs.Temp, "error", err)
 		}
 	}
-	jr.completeRecord(finRec, ResultSucceeded, "")
 
 	result := jr.finalResult()
 	jr.mu.Lock()
@@ -271,6 +298,34 @@ func (jr *jobRun) run(ctx context.Context) (string, error) {
 		result = ResultFailed
 	}
 	return result, err
+}
+
+// processLookupID is the variable, and so the environment variable, that
+// marks the processes of a job (Constants.ProcessLookupId).
+const processLookupID = "VSTS_PROCESS_LOOKUP_ID"
+
+// processClean is the process.clean variable (default true).
+func (jr *jobRun) processClean() bool {
+	v, _ := jr.vars.Get("process.clean")
+	return !strings.EqualFold(strings.TrimSpace(v), "false")
+}
+
+// killOrphans kills every process still carrying this job's lookup id.
+func (jr *jobRun) killOrphans(con *console) {
+	if !jr.processClean() {
+		return
+	}
+	if con != nil {
+		con.Info("Start cleaning up orphan processes.")
+	}
+	n, err := proc.KillTagged(processLookupID + "=" + jr.processTag)
+	if err != nil {
+		jr.log.Debug("could not look for orphan processes", "error", err)
+		return
+	}
+	if n > 0 && con != nil {
+		con.Info(fmt.Sprintf("Terminated %d orphan process(es) left running by the job's steps.", n))
+	}
 }
 
 func (jr *jobRun) finalResult() string {
@@ -329,15 +384,18 @@ func (jr *jobRun) initialize(con *console, rec *Record, runs []*stepRun, checkou
 		con.Warning(fmt.Sprintf("goagent runs build (YAML pipeline) jobs; this job's host type is '%s' and runs with build semantics.", v))
 	}
 
+	// The message's variables are expanded among themselves first
+	// (the Variables constructor), so the workspace options see their values.
+	for _, w := range jr.vars.Recalculate() {
+		con.Warning(w)
+	}
 	con.Info("Prepare build directory.")
 	if err := jr.prepareWorkspace(checkouts); err != nil {
 		con.Error(err.Error())
 		return false
 	}
 	con.Info("Set build variables.")
-	for _, w := range jr.vars.Recalculate() {
-		con.Warning(w)
-	}
+	jr.vars.Recalculate() // its warnings were given above
 
 	con.Info("Download all required tasks.")
 	for _, sr := range runs {
@@ -353,6 +411,20 @@ func (jr *jobRun) initialize(con *console, rec *Record, runs []*stepRun, checkou
 		sr.def = def
 		con.Info(fmt.Sprintf("Task %s@%d (%s) runs natively in goagent.", def.Name, def.Major, sr.step.Reference.Version))
 	}
+	// Conditions are parsed now: one that does not parse fails the job's
+	// initialization with the parser's message, before any step runs
+	// (JobExtension.InitializeJob).
+	for _, sr := range runs {
+		if !sr.step.IsEnabled() {
+			continue
+		}
+		e, err := expr.Parse(sr.condition())
+		if err != nil {
+			con.Error(fmt.Sprintf("Step '%s': %v", sr.step.DisplayName, err))
+			return false
+		}
+		sr.cond = e
+	}
 	// Records for the steps, with their expanded display names.
 	for _, sr := range runs {
 		if !sr.step.IsEnabled() {
@@ -361,7 +433,14 @@ func (jr *jobRun) initialize(con *console, rec *Record, runs []*stepRun, checkou
 		sr.rec = jr.newRecord(sr.step.ID, sr.displayName(checkouts), sr.step.Name)
 	}
 	con.Info("Checking job knob settings.")
-	con.Info("Finishing: Initialize job")
+	con.Info("Finished checking job knob settings.")
+	if jr.processClean() {
+		// Processes a step leaves running carry this variable in their
+		// environment and are killed when the job ends (JobExtension).
+		jr.vars.Set(processLookupID, jr.processTag)
+		con.Info("Start tracking orphan processes.")
+	}
+	con.Info("##[section]Finishing: Initialize job")
 	return true
 }
 
@@ -376,16 +455,7 @@ func (jr *jobRun) prepareWorkspace(checkouts int) error {
 		}
 	}
 	sort.Strings(repoKeys)
-	clean := ""
-	if jr.msg.Workspace != nil {
-		clean = jr.msg.Workspace.Clean
-	}
-	if c := v("agent.clean.buildDirectory"); c != "" {
-		clean = c
-	}
-	if c := v("build.clean"); c != "" && clean == "" {
-		clean = c
-	}
+	clean := jr.cleanOption()
 	work, err := filepath.Abs(jr.r.WorkDir)
 	if err != nil {
 		return fmt.Errorf("resolve work directory %s: %w", jr.r.WorkDir, err)
@@ -398,6 +468,46 @@ func (jr *jobRun) prepareWorkspace(checkouts int) error {
 	jr.ws = ws
 	jr.setWorkerVariables(checkouts)
 	return nil
+}
+
+// Build directory clean options (BuildCleanOption).
+const (
+	cleanNone   = ""
+	cleanSource = "source"
+	cleanBinary = "binary"
+	cleanAll    = "all"
+)
+
+// cleanOption is BuildDirectoryManager.GetBuildDirectoryCleanOption: the
+// variables agent.clean.buildDirectory, then build.clean (BuildCleanOption
+// names or numbers, case-insensitive), win over the job's workspace.clean
+// (all, resources, outputs; macros and environment variables expanded).
+func (jr *jobRun) cleanOption() string {
+	for _, name := range []string{"agent.clean.buildDirectory", "build.clean"} {
+		v, _ := jr.vars.Get(name)
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "none", "0":
+			return cleanNone
+		case "source", "1":
+			return cleanSource
+		case "binary", "2":
+			return cleanBinary
+		case "all", "3":
+			return cleanAll
+		}
+	}
+	if jr.msg.Workspace == nil {
+		return cleanNone
+	}
+	switch strings.ToLower(expandEnv(jr.vars.Expand(jr.msg.Workspace.Clean))) {
+	case "all":
+		return cleanAll
+	case "resources":
+		return cleanSource
+	case "outputs":
+		return cleanBinary
+	}
+	return cleanNone
 }
 
 // setWorkerVariables sets what the worker sets (worker.md §3.2).
@@ -520,10 +630,12 @@ func (jr *jobRun) newRecord(id, name, refName string) *Record {
 	return rec
 }
 
-func (jr *jobRun) startRecord(rec *Record) {
+func (jr *jobRun) startRecord(rec *Record) { jr.startRecordAt(rec, jr.now()) }
+
+func (jr *jobRun) startRecordAt(rec *Record, at time.Time) {
 	jr.mu.Lock()
 	rec.State = StateInProgress
-	rec.StartTime = jr.now()
+	rec.StartTime = at
 	c := rec.clone()
 	jr.mu.Unlock()
 	jr.rep.UpdateRecord(c)
@@ -537,19 +649,6 @@ func (jr *jobRun) completeRecord(rec *Record, result, resultCode string) {
 	rec.State = StateCompleted
 	rec.Result = result
 	rec.ResultCode = resultCode
-	rec.FinishTime = jr.now()
-	rec.PercentComplete = 100
-	c := rec.clone()
-	jr.mu.Unlock()
-	jr.rep.UpdateRecord(c)
-}
-
-// skipRecord completes a record that never started.
-func (jr *jobRun) skipRecord(rec *Record) {
-	jr.mu.Lock()
-	rec.State = StateCompleted
-	rec.Result = ResultSkipped
-	rec.ResultCode = "Skipping step due to condition evaluation."
 	rec.FinishTime = jr.now()
 	rec.PercentComplete = 100
 	c := rec.clone()

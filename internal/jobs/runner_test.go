@@ -95,6 +95,8 @@ type stepSpec struct {
 	env                              map[string]string
 	task                             *wire.TaskReference
 	inputs                           map[string]string
+	disabled                         bool
+	target                           *wire.StepTarget
 }
 
 func message(vars map[string]wire.VariableValue, specs ...stepSpec) *wire.JobRequestMessage {
@@ -136,8 +138,12 @@ func message(vars map[string]wire.VariableValue, specs ...stepSpec) *wire.JobReq
 		m.Steps = append(m.Steps, wire.Step{
 			Type: "task", ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1), Name: name, DisplayName: disp,
 			Condition: s.condition, ContinueOnError: s.continueOnError, TimeoutInMinutes: s.timeoutMinutes,
-			RetryCountOnTaskFailure: s.retries, Reference: ref, Inputs: in, Environment: s.env,
+			RetryCountOnTaskFailure: s.retries, Reference: ref, Inputs: in, Environment: s.env, Target: s.target,
 		})
+		if s.disabled {
+			f := false
+			m.Steps[len(m.Steps)-1].Enabled = &f
+		}
 	}
 	return m
 }
@@ -168,223 +174,62 @@ func run(t *testing.T, r *jobs.Runner, m *wire.JobRequestMessage) (string, *memR
 	return res, rep
 }
 
-func TestResultMatrix(t *testing.T) {
-	tests := []struct {
+// TestCancellation cancels a running job in-process: a job cancellation
+// re-evaluates conditions (always() and canceled() steps still run); an agent
+// shutdown cancels the running step and skips every step left, always() ones
+// too (StepsRunner).
+func TestCancellation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
 		name  string
-		steps []stepSpec
+		cause error
 		job   string
-		want  []string // per step result
+		want  []string
 	}{
-		{"all succeed", []stepSpec{{script: "echo a"}, {script: "echo b"}}, "succeeded", []string{"succeeded", "succeeded"}},
-		{"failure skips the rest", []stepSpec{{script: "exit 3"}, {script: "echo b"}}, "failed", []string{"failed", "skipped"}},
-		{"continueOnError", []stepSpec{{script: "exit 1", continueOnError: true}, {script: "echo b"}}, "succeededWithIssues", []string{"succeededWithIssues", "succeeded"}},
-		{"always runs after failure", []stepSpec{{script: "exit 1"}, {script: "echo b", condition: "always()"}}, "failed", []string{"failed", "succeeded"}},
-		{"failed() runs after failure", []stepSpec{{script: "exit 1"}, {script: "echo b", condition: "failed()"}, {script: "echo c", condition: "succeeded()"}}, "failed", []string{"failed", "succeeded", "skipped"}},
-		{"false condition skips", []stepSpec{{script: "echo a", condition: "eq(variables['Build.Reason'], 'Manual')"}}, "succeeded", []string{"skipped"}},
-		{"unparsable condition fails the step", []stepSpec{{script: "echo a", condition: "eq(1,"}}, "failed", []string{"failed"}},
-		{"task.complete Failed fails", []stepSpec{{script: "echo '##vso[task.complete result=Failed;]done'"}}, "failed", []string{"failed"}},
-		{"task.complete SucceededWithIssues", []stepSpec{{script: "echo '##vso[task.complete result=SucceededWithIssues;]'"}}, "succeededWithIssues", []string{"succeededWithIssues"}},
-		{"unsupported task fails", []stepSpec{{task: &wire.TaskReference{ID: "e28912f1-0114-4464-802a-a3a35437fd16", Name: "CopyFiles", Version: "2.211.0"}, inputs: map[string]string{}}}, "failed", []string{"failed"}},
-		{"retries until success", []stepSpec{{script: `f=$AGENT_TEMPDIRECTORY/../count; n=$(cat $f 2>/dev/null || echo 0); echo $((n+1)) > $f; [ $n -ge 2 ]`, retries: 3}}, "succeeded", []string{"succeeded"}},
-		{"retries exhausted", []stepSpec{{script: "exit 1", retries: 2}}, "failed", []string{"failed"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		{"job cancellation", context.Canceled, "canceled", []string{"canceled", "skipped", "succeeded", "succeeded"}},
+		{"agent shutdown", jobs.ErrAgentShutdown, "canceled", []string{"canceled", "skipped", "skipped", "skipped"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			r := newRunner(t)
-			res, rep := run(t, r, message(nil, tt.steps...))
-			if res != tt.job {
-				t.Errorf("job result = %s, want %s\n%s", res, tt.job, rep.all())
-			}
-			for i, want := range tt.want {
-				got := rep.rec(stepID(i))
-				if got.Result != want || got.State != jobs.StateCompleted {
-					t.Errorf("step %d: %s/%s, want completed/%s\nlog:\n%s", i, got.State, got.Result, want, rep.log(stepID(i)))
+			rep := newMem()
+			ctx, cancel := context.WithCancelCause(context.Background())
+			m := message(nil,
+				stepSpec{script: "echo started; sleep 600"},
+				stepSpec{script: "echo should-not-run"},
+				stepSpec{script: "echo cleanup", condition: "always()"},
+				stepSpec{script: "echo on-cancel", condition: "canceled()"},
+			)
+			done := make(chan string)
+			go func() {
+				res, _ := r.Run(ctx, jobs.Job{Message: m, Reporter: rep})
+				done <- res
+			}()
+			deadline := time.After(30 * time.Second)
+			for !strings.Contains(rep.log(stepID(0)), "started") {
+				select {
+				case <-deadline:
+					t.Fatal("step never started")
+				case <-time.After(20 * time.Millisecond):
 				}
 			}
-			if rep.done == nil || rep.done.Result != tt.job {
-				t.Errorf("Finish not called with %s: %+v", tt.job, rep.done)
+			cancel(tc.cause)
+			var res string
+			select {
+			case res = <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("job did not end after cancel")
 			}
-			if j := rep.rec("12f1170f-54f2-53f3-20dd-22fc7dff55f9"); j.State != jobs.StateCompleted || j.Result != tt.job {
-				t.Errorf("job record %s/%s", j.State, j.Result)
+			if res != tc.job || rep.done == nil || rep.done.Result != tc.job {
+				t.Fatalf("result %s, completion %+v", res, rep.done)
+			}
+			for i, w := range tc.want {
+				if got := rep.rec(stepID(i)).Result; got != w {
+					t.Errorf("step %d = %s, want %s\n%s", i, got, w, rep.log(stepID(i)))
+				}
+			}
+			if shutdown := tc.cause == jobs.ErrAgentShutdown; rep.done.AgentShuttingDown != shutdown {
+				t.Errorf("agentShuttingDown = %v", rep.done.AgentShuttingDown)
 			}
 		})
-	}
-}
-
-func TestUnsupportedTaskMessage(t *testing.T) {
-	r := newRunner(t)
-	_, rep := run(t, r, message(nil, stepSpec{task: &wire.TaskReference{ID: "e28912f1-0114-4464-802a-a3a35437fd16", Name: "CopyFiles", Version: "2.211.0"}, inputs: map[string]string{}}))
-	rec := rep.rec(stepID(0))
-	if len(rec.Issues) == 0 || !strings.Contains(rec.Issues[0].Message, "CopyFiles@2.211.0") || !strings.Contains(rec.Issues[0].Message, "e28912f1-0114-4464-802a-a3a35437fd16") {
-		t.Fatalf("issue does not name the task: %+v", rec.Issues)
-	}
-}
-
-func TestVariablesEnvironmentAndSecrets(t *testing.T) {
-	r := newRunner(t)
-	vars := map[string]wire.VariableValue{
-		"greeting": {Value: "hello $(who)"},
-		"who":      {Value: "world"},
-		"mySecret": {Value: "s3cr3t-value-XYZ", IsSecret: true},
-	}
-	res, rep := run(t, r, message(vars,
-		stepSpec{name: "show", script: "echo \"G=$GREETING\"; echo \"S=$MYSECRET\"; echo \"M=$MAPPED\"; echo \"T=$AZP_TOKEN\"; echo \"TF=$TF_BUILD\"; echo 'macro=$(greeting)'; echo 'unknown=$(nope)'",
-			env: map[string]string{"MAPPED": "$(mySecret)"}},
-	))
-	if res != "succeeded" {
-		t.Fatalf("result %s\n%s", res, rep.all())
-	}
-	log := rep.log(stepID(0))
-	for _, want := range []string{"G=hello world", "S=\n", "M=***", "T=must-not-leak-token", "TF=True", "macro=hello world", "unknown=$(nope)"} {
-		if want == "S=\n" {
-			if !strings.Contains(log+"\n", "S=\n") {
-				t.Errorf("a secret reached the environment without env mapping:\n%s", log)
-			}
-			continue
-		}
-		if want == "T=must-not-leak-token" {
-			// The runner passes r.Env as given: scrubbing the agent's
-			// credentials is the listener's job (listener.ScrubEnv).
-			continue
-		}
-		if !strings.Contains(log, want) {
-			t.Errorf("log lacks %q:\n%s", want, log)
-		}
-	}
-	if strings.Contains(rep.all(), "s3cr3t-value-XYZ") || strings.Contains(rep.all(), "jobtoken-abcdefghijkl") {
-		t.Fatalf("secret leaked:\n%s", rep.all())
-	}
-}
-
-func TestOutputVariablesAndLoggingCommands(t *testing.T) {
-	r := newRunner(t)
-	res, rep := run(t, r, message(nil,
-		stepSpec{name: "producer", script: strings.Join([]string{
-			"echo '##vso[task.setvariable variable=out;isOutput=true]value1'",
-			"echo '##vso[task.setvariable variable=plain]p2'",
-			"echo '##vso[task.setvariable variable=sec;issecret=true]hidden-secret-777'",
-			"echo 'print hidden-secret-777'",
-			"echo '##vso[task.logissue type=warning;sourcepath=a.go;linenumber=3;columnnumber=4;code=W1]careful'",
-			"echo '##vso[task.setprogress value=50;]halfway'",
-			"mkdir -p /tmp/goagent-prepend-test && echo '##vso[task.prependpath]/tmp/goagent-prepend-test'",
-			"echo '##vso[task.bogus]x'",
-			"echo '##vso[nosucharea.cmd]x'",
-			"echo 'not a ##vso command'",
-		}, "\n")},
-		stepSpec{name: "consumer", script: "echo \"out=$(producer.out) plain=$PLAIN sec=$SEC\"; echo \"PATH=$PATH\""},
-	))
-	if res != "failed" { // task.bogus is an unknown event of a known area: the step fails
-		t.Fatalf("result %s\n%s", res, rep.all())
-	}
-	p := rep.rec(stepID(0))
-	if v := p.Variables["out"]; v.Value != "value1" || v.IsSecret {
-		t.Errorf("output variable on record: %+v", p.Variables)
-	}
-	if p.WarningCount < 2 {
-		t.Errorf("warnings = %d, want the logissue and the unknown-area warning", p.WarningCount)
-	}
-	found := false
-	for _, is := range p.Issues {
-		if is.Category == "Code" && strings.Contains(is.Message, "a.go(3,4): warning W1: careful") {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("code issue missing: %+v", p.Issues)
-	}
-	if strings.Contains(rep.all(), "hidden-secret-777") {
-		t.Errorf("secret set by a step leaked")
-	}
-	// consumer runs with always? no: default succeeded() and the producer
-	// failed, so it is skipped; rerun it with continueOnError instead.
-	r2 := newRunner(t)
-	res, rep = run(t, r2, message(nil,
-		stepSpec{name: "producer", script: "echo '##vso[task.setvariable variable=out;isOutput=true]value1'; echo '##vso[task.setvariable variable=plain]p2'; mkdir -p /tmp/goagent-prepend-test; echo '##vso[task.prependpath]/tmp/goagent-prepend-test'"},
-		stepSpec{name: "consumer", script: "echo \"out=$(producer.out) plain=$PLAIN\"; echo \"PATH=$PATH\""},
-	))
-	if res != "succeeded" {
-		t.Fatalf("result %s\n%s", res, rep.all())
-	}
-	log := rep.log(stepID(1))
-	if !strings.Contains(log, "out=value1 plain=p2") || !strings.Contains(log, "PATH=/tmp/goagent-prepend-test:") {
-		t.Errorf("consumer log:\n%s", log)
-	}
-}
-
-func TestStepTimeout(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes a minute")
-	}
-	r := newRunner(t)
-	res, rep := run(t, r, message(nil, stepSpec{script: "sleep 600", timeoutMinutes: 1}, stepSpec{script: "echo after", condition: "always()"}))
-	if res != "failed" {
-		t.Fatalf("result %s", res)
-	}
-	rec := rep.rec(stepID(0))
-	if rec.Result != "failed" || len(rec.Issues) == 0 || !strings.Contains(rec.Issues[len(rec.Issues)-1].Message, "The task has timed out.") {
-		t.Fatalf("timeout not reported: %+v", rec)
-	}
-	if rep.rec(stepID(1)).Result != "succeeded" {
-		t.Fatal("always() step after timeout did not run")
-	}
-}
-
-func TestCancellation(t *testing.T) {
-	r := newRunner(t)
-	rep := newMem()
-	ctx, cancel := context.WithCancel(context.Background())
-	m := message(nil,
-		stepSpec{script: "echo started; sleep 600"},
-		stepSpec{script: "echo should-not-run"},
-		stepSpec{script: "echo cleanup", condition: "always()"},
-		stepSpec{script: "echo on-cancel", condition: "canceled()"},
-	)
-	done := make(chan string)
-	go func() {
-		res, _ := r.Run(ctx, jobs.Job{Message: m, Reporter: rep})
-		done <- res
-	}()
-	deadline := time.After(30 * time.Second)
-	for !strings.Contains(rep.log(stepID(0)), "started") {
-		select {
-		case <-deadline:
-			t.Fatal("step never started")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	cancel()
-	var res string
-	select {
-	case res = <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("job did not end after cancel")
-	}
-	if res != "canceled" {
-		t.Fatalf("result %s", res)
-	}
-	want := []string{"canceled", "skipped", "succeeded", "succeeded"}
-	for i, w := range want {
-		if got := rep.rec(stepID(i)).Result; got != w {
-			t.Errorf("step %d = %s, want %s", i, got, w)
-		}
-	}
-}
-
-func TestReadOnlyVariableProtected(t *testing.T) {
-	r := newRunner(t)
-	vars := map[string]wire.VariableValue{"locked": {Value: "orig", IsReadonly: true}}
-	res, rep := run(t, r, message(vars,
-		stepSpec{script: "echo '##vso[task.setvariable variable=locked]changed'; echo '##vso[task.setvariable variable=build.sourcesDirectory]/x'"},
-		stepSpec{script: "echo \"locked=$LOCKED src=$BUILD_SOURCESDIRECTORY\""},
-	))
-	if res != "succeeded" {
-		t.Fatalf("%s\n%s", res, rep.all())
-	}
-	log := rep.log(stepID(1))
-	if !strings.Contains(log, "locked=orig") || strings.Contains(log, "src=/x") {
-		t.Fatalf("read-only variable changed:\n%s", log)
-	}
-	if rep.rec(stepID(0)).WarningCount != 2 {
-		t.Errorf("want 2 warnings, got %+v", rep.rec(stepID(0)).Issues)
 	}
 }

@@ -23,6 +23,7 @@ type stepRun struct {
 	def       *steps.Definition
 	lookupErr error
 	rec       *Record
+	cond      *expr.Expr // parsed at job initialization
 
 	mu        sync.Mutex
 	cancelFn  context.CancelCauseFunc
@@ -58,9 +59,12 @@ func (s *stepRun) condition() string {
 }
 
 func (s *stepRun) evalCondition() (bool, string, error) {
-	e, err := expr.Parse(s.condition())
-	if err != nil {
-		return false, "", err
+	e := s.cond
+	if e == nil {
+		var err error
+		if e, err = expr.Parse(s.condition()); err != nil {
+			return false, "", err
+		}
 	}
 	return e.Trace(exprContext{s.jr})
 }
@@ -158,32 +162,9 @@ func (jr *jobRun) rootPath(p string) string {
 }
 
 // expandEnv replaces $(NAME) left after variable expansion with the agent's
-// own environment (VarUtil.ExpandEnvironmentVariables).
-func expandEnv(s string) string {
-	if !strings.Contains(s, "$(") {
-		return s
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "$(")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		j := strings.IndexByte(s[i+2:], ')')
-		if j < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i])
-		if v, ok := os.LookupEnv(s[i+2 : i+2+j]); ok {
-			b.WriteString(v)
-		} else {
-			b.WriteString(s[i : i+3+j])
-		}
-		s = s[i+3+j:]
-	}
-}
+// own environment (VarUtil.ExpandEnvironmentVariables: the same single pass,
+// names case-sensitive as environment names are on Linux and macOS).
+func expandEnv(s string) string { return expandMacros(s, os.LookupEnv) }
 
 // execute runs the step with its condition, retries, timeout and
 // continueOnError (StepsRunner.RunStepAsync).
@@ -192,33 +173,54 @@ func (s *stepRun) execute(jobCtx context.Context) {
 		return // disabled
 	}
 	jr := s.jr
-	for _, w := range jr.vars.Recalculate() {
-		jr.log.Debug("variable expansion", "warning", w)
-	}
 	con := s.console()
+	// StepsRunner starts the record (startTime, inProgress), recalculates the
+	// variables (the expansion warnings go to the step), then evaluates the
+	// condition and completes a skipped step at once. Its queue merges the
+	// two updates of a skipped step into one, so the service sees it go from
+	// pending to completed; goagent reports exactly that (its reporter keeps
+	// every state it is given).
+	started := jr.now()
+	for _, w := range jr.vars.Recalculate() {
+		con.Warning(w)
+	}
 	s.setScopedVars(true)
 	defer s.setScopedVars(false)
 
-	// The condition decides before the record starts: a skipped step goes
-	// from pending straight to completed (StepsRunner).
-	ok, trace, err := s.evalCondition()
+	// On agent shutdown no condition is evaluated: every step left is
+	// skipped, always() ones too (StepsRunner).
+	jr.mu.Lock()
+	shutdown := jr.shutdown
+	jr.mu.Unlock()
+	var ok bool
+	var trace string
+	var err error
+	if shutdown {
+		trace = "Skip evaluate condition on agent shutdown."
+	} else {
+		ok, trace, err = s.evalCondition()
+	}
 	if err != nil {
-		jr.startRecord(s.rec)
-		con.Error(fmt.Sprintf("Unable to evaluate the condition '%s' of step '%s': %v", s.condition(), s.rec.Name, err))
+		jr.startRecordAt(s.rec, started)
+		con.Error(err.Error())
 		jr.completeRecord(s.rec, ResultFailed, "")
 		jr.setJobResult(ResultFailed)
 		return
 	}
 	if !ok {
+		con.Info(skipStepMessage)
 		for _, line := range strings.Split(strings.TrimRight(trace, "\n"), "\n") {
 			if line != "" {
 				con.Info(line)
 			}
 		}
-		jr.skipRecord(s.rec)
+		jr.mu.Lock()
+		s.rec.StartTime = started
+		jr.mu.Unlock()
+		jr.completeRecord(s.rec, ResultSkipped, skipStepMessage)
 		return
 	}
-	jr.startRecord(s.rec)
+	jr.startRecordAt(s.rec, started)
 
 	con.Info("##[section]Starting: " + s.rec.Name)
 	if s.lookupErr != nil {
@@ -226,14 +228,18 @@ func (s *stepRun) execute(jobCtx context.Context) {
 		s.finish(ResultFailed)
 		return
 	}
-	retries := min(max(s.step.RetryCountOnTaskFailure, 0), 10)
+	retries := max(s.step.RetryCountOnTaskFailure, 0)
+	if retries > maxRetries {
+		con.Warning(fmt.Sprintf("The maximum allowed number of attempts is %d but got %d. Retry attempts count will be decreased to %d.", maxRetries, retries, maxRetries))
+		retries = maxRetries
+	}
 	result := ""
 	for attempt := 0; ; attempt++ {
 		result = s.attempt(jobCtx)
 		if result != ResultFailed || attempt >= retries || jr.isCanceled() {
 			break
 		}
-		delay := time.Duration((attempt+1)*(attempt+1)) * time.Second
+		delay := officialRetryDelay(attempt + 1)
 		if jr.r.RetryDelay != nil {
 			delay = jr.r.RetryDelay(attempt + 1)
 		}
@@ -331,6 +337,19 @@ func (s *stepRun) attempt(jobCtx context.Context) string {
 }
 
 var errStepTimeout = errors.New("the task has timed out")
+
+// skipStepMessage is the result code and first log line of a step whose
+// condition is false (StepsRunner).
+const skipStepMessage = "Skipping step due to condition evaluation."
+
+// maxRetries caps retryCountOnTaskFailure (TaskRunner.RetryCountOnTaskFailureLimit).
+const maxRetries = 10
+
+// officialRetryDelay is the official wait before retry attempt n (1-based) of a
+// failed task: n² seconds (RetryHelper.ExponentialDelay).
+func officialRetryDelay(attempt int) time.Duration {
+	return time.Duration(attempt*attempt) * time.Second
+}
 
 // setScopedVars sets or removes the per-step variables.
 func (s *stepRun) setScopedVars(on bool) {
@@ -459,9 +478,6 @@ func (s *stepRun) environment() []string {
 		put("VSTS_TASKVARIABLE_"+EnvName(k, false), v)
 	}
 	s.mu.Unlock()
-	// Processes a step leaves running carry the job's tag and are killed
-	// when the job ends (JobExtension.FinalizeJob).
-	put("VSTS_PROCESS_LOOKUP_ID", jr.processTag)
 	put("TF_BUILD", "True")
 	out := make([]string, 0, len(order))
 	for _, k := range order {

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -122,17 +121,16 @@ func (v *Variables) SetReadOnly(name, value string, secret bool) {
 	v.set(name, value, secret, true, false, false)
 }
 
-// IsReadOnly reports whether a step may not set name: flagged read-only in
-// the message or by the agent, or one of the system variables.
+// IsReadOnly reports whether a step may not set name: an existing variable
+// flagged read-only (by the message, the agent or a step), or one of the
+// system variables (Variables.IsReadOnly: a name that is not a variable yet
+// is never read-only).
 func (v *Variables) IsReadOnly(name string) bool {
 	k := strings.ToLower(name)
-	if systemReadOnly[k] {
-		return true
-	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	x, ok := v.vars[k]
-	return ok && x.ReadOnly
+	return ok && (x.ReadOnly || systemReadOnly[k])
 }
 
 // SetFromStep is task.setvariable: the caller has checked read-only rules.
@@ -178,86 +176,100 @@ func (v *Variables) All() []Variable {
 	return out
 }
 
-// maxExpansionDepth is the official limit for recursive expansion.
+// maxExpansionDepth is the official limit for recursive expansion: a
+// variable whose expansion needs this many nested levels is left unexpanded.
 const maxExpansionDepth = 50
 
-// Recalculate expands $(name) references among the variables recursively
-// (Variables.RecalculateExpanded): unknown names stay as they are, cycles and
-// depth > 50 leave the value unexpanded with a warning, and a value that took
-// in a secret becomes secret. It returns the warnings.
+// Recalculate expands $(name) references among the variables recursively, as
+// Variables.RecalculateExpanded does: every variable is expanded on its own
+// from the raw values; a name that is not a variable is left as it is and the
+// scan goes on one character after its "$("; a cycle or a nesting depth of 50
+// leaves the variable unexpanded with a warning naming it; a value that took
+// in a secret becomes secret and is masked. It returns the warnings, sorted.
 func (v *Variables) Recalculate() []string {
 	v.mu.Lock()
-	raw := make(map[string]*Variable, len(v.vars))
+	raw := make(map[string]Variable, len(v.vars))
 	for k, x := range v.vars {
-		raw[k] = x
+		raw[k] = *x
 	}
 	v.mu.Unlock()
 
-	expanded := map[string]string{}
-	var warnings []string
-	var newSecrets []string
-	secretOf := map[string]bool{}
-	var expand func(k string, stack []string) (string, bool, error)
-	expand = func(k string, stack []string) (string, bool, error) {
-		if e, ok := expanded[k]; ok {
-			return e, secretOf[k], nil
-		}
-		x := raw[k]
-		if len(stack) > maxExpansionDepth {
-			return "", false, fmt.Errorf("Unable to expand variable '%s'. The max expansion depth (%d) was exceeded.", x.Name, maxExpansionDepth)
-		}
-		for _, s := range stack {
-			if s == k {
-				return "", false, fmt.Errorf("Unable to expand variable '%s'. A cyclical reference was detected.", x.Name)
-			}
-		}
-		secret := x.Secret
-		var b strings.Builder
-		s := x.Value
-		for {
-			i := strings.Index(s, "$(")
-			if i < 0 {
-				b.WriteString(s)
-				break
-			}
-			j := strings.IndexByte(s[i+2:], ')')
-			if j < 0 {
-				b.WriteString(s)
-				break
-			}
-			name := strings.ToLower(s[i+2 : i+2+j])
-			b.WriteString(s[:i])
-			if _, ok := raw[name]; ok {
-				val, sec, err := expand(name, append(stack, k))
-				if err != nil {
-					return "", false, err
-				}
-				b.WriteString(val)
-				secret = secret || sec
-			} else {
-				b.WriteString(s[i : i+3+j])
-			}
-			s = s[i+3+j:]
-		}
-		expanded[k] = b.String()
-		secretOf[k] = secret
-		return expanded[k], secret, nil
+	type frame struct {
+		name  string // lower case
+		value string
+		start int // where the next macro search starts
+		open  int // the "$(" being expanded (valid while a child is pushed)
+		close int // its ")"
 	}
+	expanded := map[string]string{}
+	secretOf := map[string]bool{}
+	var warnings, newSecrets []string
 	for k, x := range raw {
-		if _, _, err := expand(k, nil); err != nil {
-			warnings = append(warnings, err.Error())
-			expanded[k] = x.Value
-			secretOf[k] = x.Secret
+		secret := x.Secret
+		cur := frame{name: k, value: x.Value}
+		var stack []frame
+		failed := false
+	outer:
+		for {
+			for cur.start < len(cur.value) {
+				i := strings.Index(cur.value[cur.start:], "$(")
+				if i < 0 {
+					break
+				}
+				i += cur.start
+				j := strings.IndexByte(cur.value[i+2:], ')')
+				if j < 0 {
+					break
+				}
+				j += i + 2
+				nested := strings.ToLower(cur.value[i+2 : j])
+				nv, ok := raw[nested]
+				if nested == "" || !ok {
+					cur.start = i + 1
+					continue
+				}
+				if len(stack)+1 == maxExpansionDepth {
+					warnings = append(warnings, fmt.Sprintf("Unable to expand variable '%s'. The max expansion depth (%d) was exceeded.", x.Name, maxExpansionDepth))
+					failed = true
+					break outer
+				}
+				cycle := nested == cur.name
+				for _, f := range stack {
+					cycle = cycle || f.name == nested
+				}
+				if cycle {
+					warnings = append(warnings, fmt.Sprintf("Unable to expand variable '%s'. A cyclical reference was detected.", x.Name))
+					failed = true
+					break outer
+				}
+				secret = secret || nv.Secret
+				cur.open, cur.close = i, j
+				stack = append(stack, cur)
+				cur = frame{name: nested, value: nv.Value}
+			}
+			if len(stack) == 0 {
+				break
+			}
+			parent := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			parent.value = parent.value[:parent.open] + cur.value + parent.value[parent.close+1:]
+			parent.start = parent.open + len(cur.value)
+			cur = parent
+		}
+		if failed || cur.value == x.Value {
+			continue
+		}
+		expanded[k] = cur.value
+		secretOf[k] = secret
+		if secret && cur.value != "" {
+			newSecrets = append(newSecrets, cur.value)
 		}
 	}
 	v.mu.Lock()
 	v.expanded = expanded
 	for k, sec := range secretOf {
-		if x, ok := v.vars[k]; ok && sec && !x.Secret {
+		if x, ok := v.vars[k]; ok && sec {
 			x.Secret = true
-			newSecrets = append(newSecrets, expanded[k])
-		} else if ok && sec && expanded[k] != x.Value {
-			newSecrets = append(newSecrets, expanded[k])
 		}
 	}
 	v.mu.Unlock()
@@ -271,32 +283,39 @@ func (v *Variables) Recalculate() []string {
 }
 
 // Expand replaces $(name) macros in s with variable values in a single,
-// non-recursive, left-to-right pass (VarUtil.ExpandValues): unknown names
-// are left as they are, and scanning resumes after an inserted value.
-func (v *Variables) Expand(s string) string {
-	if !strings.Contains(s, "$(") {
-		return s
-	}
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "$(")
+// non-recursive, left-to-right pass (VarUtil.ExpandValues).
+func (v *Variables) Expand(s string) string { return expandMacros(s, v.Get) }
+
+// expandMacros is VarUtil.ExpandValues for one value: each "$(" up to the
+// next ")" names a value; a known name is replaced and the scan resumes after
+// the inserted text (no recursion); an unknown or empty name is left as it is
+// and the scan resumes one character after its "$(".
+func expandMacros(s string, lookup func(string) (string, bool)) string {
+	start := 0
+	for start < len(s) {
+		i := strings.Index(s[start:], "$(")
 		if i < 0 {
-			b.WriteString(s)
-			return b.String()
+			break
 		}
+		i += start
 		j := strings.IndexByte(s[i+2:], ')')
 		if j < 0 {
-			b.WriteString(s)
-			return b.String()
+			break
 		}
-		b.WriteString(s[:i])
-		if val, ok := v.Get(s[i+2 : i+2+j]); ok {
-			b.WriteString(val)
-		} else {
-			b.WriteString(s[i : i+3+j])
+		j += i + 2
+		name := s[i+2 : j]
+		val, ok := "", false
+		if name != "" {
+			val, ok = lookup(name)
 		}
-		s = s[i+3+j:]
+		if !ok {
+			start = i + 1
+			continue
+		}
+		s = s[:i] + val + s[j+1:]
+		start = i + len(val)
 	}
+	return s
 }
 
 // EnvName maps a variable name to its environment variable name: upper
@@ -308,16 +327,4 @@ func EnvName(name string, preserveCase bool) string {
 		return n
 	}
 	return strings.ToUpper(n)
-}
-
-// publicNamesJSON is VSTS_PUBLIC_VARIABLES: the names of non-secret variables.
-func publicNamesJSON(vars []Variable) string {
-	var names []string
-	for _, x := range vars {
-		if !x.Secret {
-			names = append(names, x.Name)
-		}
-	}
-	b, _ := json.Marshal(names)
-	return string(b)
 }

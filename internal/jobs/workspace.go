@@ -49,7 +49,7 @@ type trackingConfig struct {
 
 // prepareWorkspace picks (or reuses) the build directory for this job's
 // collection and definition, applies the clean option, and creates the
-// directories. hashInput identifies the repositories; a change moves the old
+// directories. clean is one of the clean* options. hashInput identifies the repositories; a change moves the old
 // folder to garbage collection and takes a new number, as the agent does when
 // tracking configs are incompatible.
 func prepareWorkspace(work, collectionID, definitionID, definitionName, repoType, hashInput, clean string, now time.Time) (*workspace, error) {
@@ -118,16 +118,16 @@ func prepareWorkspace(work, collectionID, definitionID, definitionName, repoType
 	}
 	ws.dirs.DefaultWorking = ws.dirs.Sources
 
-	switch strings.ToLower(clean) {
-	case "all":
+	switch clean {
+	case cleanAll:
 		if err := os.RemoveAll(build); err != nil {
 			return nil, fmt.Errorf("clean build directory %s: %w", build, err)
 		}
-	case "resources", "source", "sources":
+	case cleanSource:
 		if err := os.RemoveAll(ws.dirs.Sources); err != nil {
 			return nil, fmt.Errorf("clean sources directory %s: %w", ws.dirs.Sources, err)
 		}
-	case "outputs", "binary":
+	case cleanBinary:
 		if err := os.RemoveAll(ws.dirs.Binaries); err != nil {
 			return nil, fmt.Errorf("clean binaries directory %s: %w", ws.dirs.Binaries, err)
 		}

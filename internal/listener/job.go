@@ -10,6 +10,7 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
 	"github.com/goagent-dev/goagent/internal/azdo"
+	"github.com/goagent-dev/goagent/internal/identity"
 	"github.com/goagent-dev/goagent/internal/wire"
 )
 
@@ -105,7 +106,7 @@ func (a *Agent) cancelJob(jobID string, timeout time.Duration) bool {
 		case <-r.done:
 		case <-time.After(timeout):
 			a.log.Warn("the job did not stop within the cancel timeout; killing its processes", "jobId", jobID)
-			r.hardOnce.Do(func() { close(r.hard) })
+			a.killHard(r)
 		}
 	}()
 	return true
@@ -127,6 +128,7 @@ func (a *Agent) dispatch(ctx context.Context, s Settings, msg *wire.JobRequestMe
 	go func() {
 		select {
 		case <-ctx.Done():
+			a.log.Warn("the agent is stopping: cancelling the running job (a second signal kills its processes at once)", "jobId", msg.JobID, "cause", context.Cause(ctx))
 			cancel(ErrShutdown)
 		case <-r.done:
 		}
@@ -223,7 +225,7 @@ func (a *Agent) firstRenew(ctx context.Context, c *azdo.Client, s Settings, requ
 		if err == nil {
 			return lockedUntil(req), nil
 		}
-		if errors.Is(err, azdo.ErrJobNotFound) || errors.Is(err, azdo.ErrJobTokenExpired) {
+		if errors.Is(err, azdo.ErrJobNotFound) || errors.Is(err, azdo.ErrJobTokenExpired) || errors.Is(err, identity.ErrAgentCredentialRejected) {
 			return time.Time{}, err
 		}
 		a.log.Warn("first job lock renewal failed", "attempt", attempt+1, "error", err)
@@ -261,7 +263,7 @@ func (a *Agent) renewLoop(ctx context.Context, c *azdo.Client, s Settings, reque
 			t.Reset(a.cfg.RenewPeriod)
 			continue
 		}
-		if errors.Is(err, azdo.ErrJobNotFound) || errors.Is(err, azdo.ErrJobTokenExpired) {
+		if errors.Is(err, azdo.ErrJobNotFound) || errors.Is(err, azdo.ErrJobTokenExpired) || errors.Is(err, identity.ErrAgentCredentialRejected) {
 			return err
 		}
 		failures++
@@ -298,6 +300,22 @@ func (a *Agent) Kill() {
 	r := a.running
 	a.mu.Unlock()
 	if r != nil {
-		r.hardOnce.Do(func() { close(r.hard) })
+		a.killHard(r)
+	}
+}
+
+// killHard tells the runner to kill the job's processes now, and kills them
+// itself: a step already in its graceful cancellation (SIGINT, then a grace
+// period) does not see the runner's hard channel, so without this a step
+// ignoring SIGINT would keep the agent for the whole grace period.
+func (a *Agent) killHard(r *runningJob) {
+	r.hardOnce.Do(func() { close(r.hard) })
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	if n := killChildren(); n > 0 {
+		a.log.Warn("killed the job's processes", "jobId", r.msg.JobID, "processes", n)
 	}
 }

@@ -56,6 +56,10 @@ func (a *Agent) register(ctx context.Context) (Settings, error) {
 	}
 	cd, err := c.ConnectionData(ctx)
 	if err != nil {
+		if errors.Is(err, azdo.ErrNotFound) {
+			// Nothing answers connectionData at this URL: not an organization.
+			err = fmt.Errorf("%w: %w", err, azdo.ErrLocationNotFound)
+		}
 		return Settings{}, a.explain(err, fmt.Sprintf("connect to %s", redact(a.cfg.ServerURL)))
 	}
 	hosted := cd.DeploymentType != nil && equalFold(string(*cd.DeploymentType), "hosted")

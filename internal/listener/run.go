@@ -13,6 +13,7 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
 	"github.com/goagent-dev/goagent/internal/azdo"
+	"github.com/goagent-dev/goagent/internal/identity"
 	"github.com/goagent-dev/goagent/internal/wire"
 )
 
@@ -40,6 +41,16 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if a.cfg.Once {
 		// Leave nothing behind, whatever happens from here on.
 		defer func() {
+			if errors.Is(err, identity.ErrAgentCredentialRejected) {
+				// The registration is no longer ours (deleted, or replaced by
+				// another agent of the same name): deleting the agent now
+				// would remove the other machine's registration.
+				a.log.Warn("not removing the agent from the pool: it no longer accepts this agent's key", "agent", s.AgentName, "agentId", s.AgentID)
+				if rerr := a.removeState(); rerr != nil {
+					a.log.Error("could not remove the local state after --once", "error", rerr)
+				}
+				return
+			}
 			if rerr := a.unregister(context.WithoutCancel(ctx), s); rerr != nil {
 				a.log.Error("could not remove the agent after --once", "error", rerr)
 				if err == nil {
@@ -125,10 +136,13 @@ func (a *Agent) createSession(ctx context.Context, c *azdo.Client, s Settings, k
 			}
 			a.log.Warn("another session exists for this agent; retrying", "wait", a.cfg.SessionRetry, "error", err)
 			conflictWait += a.cfg.SessionRetry
+		case errors.Is(err, identity.ErrAgentCredentialRejected):
+			a.forgetRegistration()
+			return nil, fmt.Errorf("create session for agent %q in pool %q: %w\n  %s", s.AgentName, s.PoolName, err, rejectedAdvice)
 		case errors.Is(err, azdo.ErrAgentNotFound), errors.Is(err, azdo.ErrPoolNotFound), errors.Is(err, azdo.ErrAccessDenied), errors.Is(err, azdo.ErrUnauthorized), errors.Is(err, azdo.ErrTokenExpired):
 			if errors.Is(err, azdo.ErrAgentNotFound) {
 				// The registration is gone: forget it so the next start registers again.
-				_ = os.Remove(a.cfg.StateDir + "/" + settingsFile)
+				a.forgetRegistration()
 			}
 			return nil, fmt.Errorf("create session for agent %q in pool %q: %w", s.AgentName, s.PoolName, err)
 		default:
@@ -141,6 +155,15 @@ func (a *Agent) createSession(ctx context.Context, c *azdo.Client, s Settings, k
 			return nil, err
 		}
 	}
+}
+
+// rejectedAdvice explains identity.ErrAgentCredentialRejected.
+const rejectedAdvice = "cause: the service no longer accepts this agent's key: the agent was deleted from the pool, or another agent registered with the same name and replaced it.\n  fix: give every agent its own --agent name; the next start registers this one again"
+
+// forgetRegistration drops the registration from the state directory so
+// that the next start registers again.
+func (a *Agent) forgetRegistration() {
+	_ = os.Remove(a.cfg.StateDir + "/" + settingsFile)
 }
 
 func isConflict(err error) bool {
@@ -262,6 +285,13 @@ func (a *Agent) loop(ctx context.Context, c *azdo.Client, s Settings, key *rsa.P
 				a.log.Warn("the agent's access token was revoked or the agent deleted; stopping", "error", err)
 				a.waitJob(context.WithoutCancel(ctx))
 				return nil
+			}
+			if errors.Is(err, identity.ErrAgentCredentialRejected) {
+				// The official listener stops on VssUnauthorizedException; a
+				// rejected key never recovers by polling again.
+				a.forgetRegistration()
+				a.waitJob(context.WithoutCancel(ctx))
+				return fmt.Errorf("poll for messages: %w\n  %s", err, rejectedAdvice)
 			}
 			if errors.Is(err, azdo.ErrAgentNotFound) || errors.Is(err, azdo.ErrPoolNotFound) || errors.Is(err, azdo.ErrAccessDenied) || errors.Is(err, azdo.ErrUnauthorized) {
 				a.waitJob(context.WithoutCancel(ctx))

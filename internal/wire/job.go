@@ -163,7 +163,7 @@ type StepTarget struct {
 
 // SettableVariables lists the variables a restricted step may set.
 type SettableVariables struct {
-	Allowed []string `json:"allowed,omitempty"`
+	Allowed []string `json:"allowed"` // an empty list means nothing may be set: no omitempty
 }
 
 // WorkspaceOptions is the job's workspace: clean = outputs|resources|all.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -362,8 +363,8 @@ func (f *fake) createLog(body []byte) (int, any) {
 }
 
 func (f *fake) appendLog(r *http.Request, idStr string, body []byte) (int, any) {
-	if ct := r.Header.Get("Content-Type"); ct != "application/octet-stream" {
-		f.problem("log append Content-Type %q", ct)
+	if mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/octet-stream" || params["api-version"] == "" {
+		f.problem("log append Content-Type %q", r.Header.Get("Content-Type"))
 	}
 	id, err := strconv.Atoi(idStr)
 	f.mu.Lock()

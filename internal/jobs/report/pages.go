@@ -342,6 +342,13 @@ func (r *Reporter) sendPage(it upload, f *os.File) (*logRef, error) {
 // client retries a PUT on transient failures).
 func (r *Reporter) uploadAttachment(it upload) {
 	defer it.file.Close()
+	// The service attaches files to records it knows: a record created in
+	// this timeline tick must reach it first.
+	if !r.tl.onService(it.recordID) {
+		if err := r.flushTimeline(maxPatchesPerTick); err != nil {
+			r.log.Debug("timeline not updated before an attachment", "record", it.recordID, "error", err)
+		}
+	}
 	if _, err := r.plan.CreateAttachment(r.ctx, it.recordID, it.attType, it.attName, it.file, it.size); err != nil {
 		r.uploads.failedAttachments.Add(1)
 		r.log.Warn("attachment not uploaded", "record", it.recordID, "type", it.attType, "name", it.attName, "error", err)

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,7 @@ type Reporter struct {
 	feed    feed
 	uploads uploads
 	tl      timeline
+	flushMu sync.Mutex // one timeline flush at a time
 
 	feedDone, upDone, tlDone chan struct{} // goroutine exits
 	stopFeed, stopUp, stopTL chan struct{} // Finish's signals to drain and stop

@@ -641,7 +641,7 @@ func TestAttach(t *testing.T) {
 		t.Errorf("empty attachment %v %v", ok, got)
 	}
 	for _, ct := range f.attachCT {
-		if ct != "application/octet-stream" {
+		if ct != "application/octet-stream; api-version=5.1-preview.1" {
 			t.Errorf("attachment Content-Type %q", ct)
 		}
 	}

@@ -46,6 +46,7 @@ type recState struct {
 	logs     []logRef
 	lastLog  *logRef
 	variable bool // the latest state carries output variables
+	sentOnce bool // some state of the record reached the service
 }
 
 type logRef struct {
@@ -144,6 +145,7 @@ func (t *timeline) delivered(items []sentItem) {
 	defer t.mu.Unlock()
 	for _, it := range items {
 		st := t.recs[it.id]
+		st.sentOnce = true
 		if it.state {
 			st.states = st.states[1:]
 			continue
@@ -156,6 +158,14 @@ func (t *timeline) delivered(items []sentItem) {
 		}
 	}
 	t.order = slices.DeleteFunc(t.order, func(id string) bool { return !t.recs[id].pending() })
+}
+
+// onService reports whether some state of the record was delivered.
+func (t *timeline) onService(id string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.recs[id]
+	return st != nil && st.sentOnce
 }
 
 // undelivered lists records with unsent state and whether any of them
@@ -173,8 +183,11 @@ func (t *timeline) undelivered() (ids []string, variables bool) {
 }
 
 // flush sends pending records, at most maxPatches PATCHes, stopping at the
-// first failure so that order is kept.
+// first failure so that order is kept. One flush runs at a time: the
+// timeline loop and the uploads (attachments wait for their record) share it.
 func (r *Reporter) flushTimeline(maxPatches int) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	for range maxPatches {
 		recs, items := r.tl.batch()
 		if len(recs) == 0 {

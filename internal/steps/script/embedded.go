@@ -62,7 +62,7 @@ func runEmbedded(ctx context.Context, ex *steps.Exec, flags []string, file, wd s
 		out.close(0)
 		return outcome{}, fmt.Errorf("embedded shell: %w", err)
 	}
-	devnull, err := os.Open(os.DevNull)
+	devnull, err := emptyInput()
 	if err != nil {
 		out.close(0)
 		errp.close(0)
@@ -503,4 +503,19 @@ func exportedEnv(env expand.Environ) []string {
 		}
 	}
 	return out
+}
+
+// emptyInput is the scripts' stdin: /dev/null, or, in an empty root with no
+// /dev (a scratch image run without a runtime's devices), a pipe whose write
+// end is closed — reading it gives EOF just the same.
+func emptyInput() (*os.File, error) {
+	if f, err := os.Open(os.DevNull); err == nil {
+		return f, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	w.Close()
+	return r, nil
 }
