@@ -86,6 +86,9 @@ func newSetup(ctx context.Context, c *agentConfig, stderr io.Writer, needIdentit
 	src, err := identity.Resolve(ctx, identity.Config{
 		Auth: c.Auth, Token: c.Token, TokenFile: c.TokenFile, Env: os.Getenv, HTTPClient: s.client, Logger: log,
 	})
+	if errors.Is(err, identity.ErrUnknownAuth) {
+		return nil, usageError{err}
+	}
 	if err != nil {
 		return nil, err
 	}

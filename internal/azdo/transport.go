@@ -34,6 +34,10 @@ var systemBundles = []string{
 	"/etc/ssl/cert.pem",
 }
 
+// SystemCABundles lists where Linux distributions keep their CA roots, for
+// tools that need a bundle file (git's GIT_SSL_CAINFO).
+func SystemCABundles() []string { return append([]string(nil), systemBundles...) }
+
 // RootCAs returns the system roots plus SSL_CERT_FILE, SSL_CERT_DIR and extra
 // files. It returns nil (use Go's defaults, including the x509roots fallback
 // in scratch images) when nothing extra is configured.

@@ -27,6 +27,7 @@ func TestExitCodes(t *testing.T) {
 		{"no URL", []string{"AZP_URL", ""}, []string{"run"}, nil, 2, []string{"--url", "AZP_URL"}},
 		{"bad idle timeout", []string{"AZP_IDLE_TIMEOUT", "soon"}, []string{"run", "--once"}, nil, 2, []string{"idle timeout", "soon"}},
 		{"bad AZP_REPLACE", []string{"AZP_REPLACE", "maybe"}, []string{"register"}, nil, 2, []string{"AZP_REPLACE", "true or false"}},
+		{"unknown --auth", []string{"AZP_AUTH", "kerberos"}, []string{"register"}, nil, 2, []string{`--auth "kerberos"`, "use one of"}},
 		{"bad test knob", []string{"GOAGENT_RENEW_PERIOD", "often"}, []string{"run"}, nil, 2, []string{"GOAGENT_RENEW_PERIOD"}},
 		{"help", nil, []string{"--help"}, nil, 0, []string{"goagent run"}},
 		{"version", nil, []string{"version"}, nil, 0, []string{"goagent e2e", "reports agent version"}},

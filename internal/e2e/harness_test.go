@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goagent-dev/goagent/internal/testbin"
+
 	"github.com/google/uuid"
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
@@ -34,24 +36,7 @@ const hangGuard = 90 * time.Second
 // agentBinary is the goagent built by TestMain; set once before any test.
 var agentBinary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "goagent-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		os.Exit(1)
-	}
-	agentBinary = filepath.Join(dir, "goagent")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=e2e -X main.commit=e2e", "-o", agentBinary, "github.com/goagent-dev/goagent/cmd/goagent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: build goagent: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m.Run, &agentBinary, "e2e") }
 
 // world is one test's emulator and the agents run against it.
 type world struct {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -317,4 +318,24 @@ func TestOnceFailedJob(t *testing.T) {
 		t.Error("the agent did not clean up after a failed job")
 	}
 	expectGone(t, a.stateDir())
+}
+
+// Jobs queued back to back reach a long-lived agent while the previous one
+// may still be finishing (the service frees the agent at JobCompleted): each
+// is run, none is dropped (JobDispatcher.EnsureDispatchFinished).
+func TestBackToBackJobsOnOneAgent(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, devserver.Options{})
+	a := w.newAgent("steady")
+	p := a.start("run")
+	w.waitListening(t, "steady")
+	var jobs []*devserver.Job
+	for i := range 4 {
+		jobs = append(jobs, w.queue(t, scriptJob(fmt.Sprintf("job %d", i), fmt.Sprintf("echo job %d", i))))
+	}
+	for _, j := range jobs {
+		expectResult(t, j, "succeeded", p)
+	}
+	p.signal(t, syscall.SIGTERM)
+	p.expectExit(t, 143)
 }

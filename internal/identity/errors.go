@@ -229,6 +229,9 @@ func ExplainUnauthorized(kind string) string {
 	switch kind {
 	case KindPAT:
 		return "Azure DevOps rejected the token: a personal access token may be expired, revoked, for another organization, or lack the Agent Pools (Read & manage) scope — create a new one. An Entra bearer token passed as AZP_TOKEN may have expired, or its identity is not a member of the organization."
+	case KindBearerToken:
+		return "Azure DevOps rejected the Entra bearer token handed in through AZP_TOKEN / AZP_TOKEN_FILE: it may have expired (goagent cannot refresh a handed-in token; keep AZP_TOKEN_FILE rewritten, or let goagent get tokens itself with --auth managed-identity or workload-identity), it may be for another resource than Azure DevOps (499b84ac-1321-427f-aa17-267ca6975798), " +
+			"or its identity is not a member of the organization (Organization settings → Users)."
 	case KindManagedIdentity, KindWorkloadIdentity, KindServicePrincipal:
 		return "Azure DevOps rejected the Entra token of the " + kindName(kind) + ": the identity is probably not a member of the organization. Add it under Organization settings → Users (search for the application/client id, access level Basic), " +
 			"make sure the organization is connected to the identity's tenant (Organization settings → Microsoft Entra), and grant it the Administrator role on the agent pool (Organization settings → Agent pools → Security) to register agents."
@@ -264,6 +267,8 @@ func kindName(kind string) string {
 		return "agent credential"
 	case KindPAT:
 		return "token"
+	case KindBearerToken:
+		return "bearer token"
 	}
 	return kind
 }

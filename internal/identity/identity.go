@@ -27,8 +27,11 @@ import (
 // Source.Kind. KindAgentOAuth is the agent's own credential after
 // registration; it is never chosen on the command line.
 const (
-	AuthAuto             = "auto"
-	KindPAT              = "pat"
+	AuthAuto = "auto"
+	KindPAT  = "pat"
+	// KindBearerToken is an Entra access token handed in through AZP_TOKEN or
+	// AZP_TOKEN_FILE (what start.sh users do with managed-identity tokens).
+	KindBearerToken      = "bearer-token"
 	KindWorkloadIdentity = "workload-identity"
 	KindManagedIdentity  = "managed-identity"
 	KindServicePrincipal = "service-principal"
@@ -104,6 +107,9 @@ func (s *Source) Describe() string {
 	return s.describe()
 }
 
+// ErrUnknownAuth is a --auth / AZP_AUTH value that names no credential kind.
+var ErrUnknownAuth = errors.New("unknown credential kind")
+
 // Resolve builds the credential cfg asks for. With auth "auto" it picks, in
 // this order, the first that is configured and logs which and why: an
 // explicit token (AZP_TOKEN / AZP_TOKEN_FILE) → workload identity → managed
@@ -114,7 +120,7 @@ func Resolve(ctx context.Context, cfg Config) (*Source, error) {
 	r := newResolver(cfg)
 	auth, ok := authAliases[strings.ToLower(strings.TrimSpace(cfg.Auth))]
 	if !ok {
-		return nil, fmt.Errorf("--auth %q: unknown credential kind; use one of auto, pat, managed-identity, workload-identity, service-principal, azure-cli", cfg.Auth)
+		return nil, fmt.Errorf("--auth %q: %w; use one of auto, pat, managed-identity, workload-identity, service-principal, azure-cli", cfg.Auth, ErrUnknownAuth)
 	}
 	if auth != AuthAuto && auth != KindPAT && (cfg.Token != "" || cfg.TokenFile != "") {
 		r.log.Warn("ignoring the explicit token because --auth selects another credential", "auth", auth)
@@ -239,7 +245,11 @@ func (r *resolver) explicit(ctx context.Context) (*Source, error) {
 			return nil, err
 		}
 		r.checkExplicitBearer(tok, "the token file")
-		return &Source{TokenSource: fs, Kind: KindPAT, describe: fs.describe}, nil
+		kind := KindPAT
+		if strings.EqualFold(tok.Scheme, "Bearer") {
+			kind = KindBearerToken
+		}
+		return &Source{TokenSource: fs, Kind: kind, describe: fs.describe}, nil
 	}
 	secret := strings.TrimSpace(r.cfg.Token)
 	if secret == "" {
@@ -259,7 +269,11 @@ func (r *resolver) explicit(ctx context.Context) (*Source, error) {
 		r.log.Warn("a bearer token passed in AZP_TOKEN cannot be refreshed; the agent stops working when it expires",
 			"expires", expiryAttr(tok.ExpiresOn), "instead", "AZP_TOKEN_FILE kept fresh by its writer, or --auth managed-identity / workload-identity")
 	}
-	return &Source{TokenSource: s, Kind: KindPAT, describe: func() string { return desc }}, nil
+	kind := KindPAT
+	if bearer {
+		kind = KindBearerToken
+	}
+	return &Source{TokenSource: s, Kind: kind, describe: func() string { return desc }}, nil
 }
 
 // checkExplicitBearer warns (only) about a handed-in bearer token meant for

@@ -126,7 +126,9 @@ const assertionLifetime = 5 * time.Minute
 // a server whose clock is a little behind ours would then answer "not valid
 // until … Current server time is …" for the first seconds of every token.
 // Thirty seconds is what the Go agent for the same protocol (github-act-runner)
-// sends, and the service accepts it.
+// sends, and the service accepts it. exp stays nbf + 5 minutes, so the
+// assertion's lifetime is exactly the official one: a service that checks the
+// lifetime sees what the .NET agent sends.
 const assertionBackdate = 30 * time.Second
 
 // signAssertion builds the RS256 client assertion the agent presents to its
@@ -143,7 +145,7 @@ func signAssertion(key *rsa.PrivateKey, clientID, audience string, now time.Time
 		Issuer:    clientID,
 		Audience:  audience,
 		NotBefore: now.Add(-assertionBackdate).Unix(),
-		Expires:   now.Add(assertionLifetime).Unix(),
+		Expires:   now.Add(-assertionBackdate + assertionLifetime).Unix(),
 	})
 	if err != nil {
 		return "", err

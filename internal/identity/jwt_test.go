@@ -104,7 +104,7 @@ func TestSignAssertion(t *testing.T) {
 	if claims["iss"] != "client-1" || claims["sub"] != "client-1" || claims["aud"] != "https://vstoken.example/oauth2/token" {
 		t.Fatalf("claims = %v", claims)
 	}
-	if claims["nbf"].(float64) != float64(now.Add(-30*time.Second).Unix()) || claims["exp"].(float64) != float64(now.Add(5*time.Minute).Unix()) {
+	if claims["nbf"].(float64) != float64(now.Add(-30*time.Second).Unix()) || claims["exp"].(float64) != float64(now.Add(-30*time.Second+5*time.Minute).Unix()) {
 		t.Fatalf("nbf/exp = %v/%v", claims["nbf"], claims["exp"])
 	}
 	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])

@@ -9,9 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -521,8 +519,8 @@ func (jr *jobRun) setWorkerVariables(checkouts int) {
 	ro("agent.version", a.Version)
 	ro("agent.homedirectory", a.HomeDir)
 	ro("agent.jobname", jr.msg.JobDisplayName)
-	ro("agent.os", agentOS())
-	ro("agent.osarchitecture", agentArch())
+	ro("agent.os", wire.AgentOS())
+	ro("agent.osarchitecture", wire.AgentArchitecture())
 	ro("agent.isselfhosted", "1")
 	ro("agent.acceptteeeula", "False")
 	ro("agent.RootDirectory", d.Work)
@@ -576,32 +574,6 @@ func legacyRepoType(t string) string {
 		return "TfsVersionControl"
 	}
 	return t
-}
-
-func agentOS() string {
-	switch runtime.GOOS {
-	case "linux":
-		return "Linux"
-	case "darwin":
-		return "Darwin"
-	case "windows":
-		return "Windows_NT"
-	}
-	return runtime.GOOS
-}
-
-func agentArch() string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "X64"
-	case "386":
-		return "X86"
-	case "arm":
-		return "ARM"
-	case "arm64":
-		return "ARM64"
-	}
-	return strings.ToUpper(runtime.GOARCH)
 }
 
 func (jr *jobRun) varOr(name, def string) string {
@@ -751,12 +723,3 @@ func (c exprContext) Variable(name string) (string, bool) { return c.jr.vars.Get
 func (c exprContext) JobStatus() string                   { return c.jr.jobStatus() }
 
 var _ expr.Context = exprContext{}
-
-// homeDir is where the agent binary lives (Agent.HomeDirectory).
-func homeDir() string {
-	exe, err := os.Executable()
-	if err != nil {
-		return ""
-	}
-	return filepath.Dir(exe)
-}

@@ -389,6 +389,7 @@ func (s *stepRun) buildExec() (*steps.Exec, []*lineWriter) {
 		Console:     s.console(),
 		Vars:        stepVars{jr: jr},
 		KillGrace:   jr.r.KillGrace,
+		Hard:        jr.hard,
 		AddPostJob: func(name string, run func(ctx context.Context, ex *steps.Exec) error) {
 			jr.mu.Lock()
 			jr.posts = append(jr.posts, postStep{name: name, run: run, from: s})

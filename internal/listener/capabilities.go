@@ -3,8 +3,9 @@ package listener
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
+
+	"github.com/goagent-dev/goagent/internal/wire"
 )
 
 // credentialEnv are the agent's own credentials. They are never published
@@ -99,8 +100,8 @@ func SystemCapabilities(env []string, agentName, agentVersion, goagentVersion, w
 	host, _ := os.Hostname()
 	caps["Agent.Name"] = agentName
 	caps["Agent.Version"] = agentVersion
-	caps["Agent.OS"] = osName()
-	caps["Agent.OSArchitecture"] = osArch()
+	caps["Agent.OS"] = wire.AgentOS()
+	caps["Agent.OSArchitecture"] = wire.AgentArchitecture()
 	caps["Agent.ComputerName"] = host
 	caps["Agent.HomeDirectory"] = homeDirectory()
 	caps["InteractiveSession"] = "False"
@@ -109,32 +110,6 @@ func SystemCapabilities(env []string, agentName, agentVersion, goagentVersion, w
 		caps["Agent.WorkFolder"] = workDir
 	}
 	return caps
-}
-
-func osName() string {
-	switch runtime.GOOS {
-	case "linux":
-		return "Linux"
-	case "darwin":
-		return "Darwin"
-	case "windows":
-		return "Windows_NT"
-	}
-	return runtime.GOOS
-}
-
-func osArch() string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "X64"
-	case "arm64":
-		return "ARM64"
-	case "386":
-		return "X86"
-	case "arm":
-		return "ARM"
-	}
-	return strings.ToUpper(runtime.GOARCH)
 }
 
 func homeDirectory() string {
@@ -146,18 +121,4 @@ func homeDirectory() string {
 		return exe[:i]
 	}
 	return exe
-}
-
-// packageRuntime is the official agent's runtime id (linux-x64, …) used in
-// the User-Agent.
-func packageRuntime() string {
-	arch := map[string]string{"amd64": "x64", "arm64": "arm64", "arm": "arm", "386": "x86"}[runtime.GOARCH]
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	os := map[string]string{"linux": "linux", "darwin": "osx", "windows": "win"}[runtime.GOOS]
-	if os == "" {
-		os = runtime.GOOS
-	}
-	return os + "-" + arch
 }

@@ -56,6 +56,43 @@ func (a *Agent) jobDone() <-chan struct{} {
 	return a.running.done
 }
 
+// ensureDispatchFinished makes way for a new job request
+// (JobDispatcher.EnsureDispatchFinished). The service assigns the next job as
+// soon as the previous one reported JobCompleted, while the agent may still be
+// finishing up (last uploads, the request's finish call): wait for that; a
+// job still running after the zombie grace of 45 s is cancelled and killed.
+func (a *Agent) ensureDispatchFinished(ctx context.Context) {
+	a.mu.Lock()
+	r := a.running
+	a.mu.Unlock()
+	if r == nil {
+		return
+	}
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	a.log.Info("a new job request arrived while the previous job is finishing; waiting for it", "previousJobId", r.msg.JobID)
+	t := time.NewTimer(a.cfg.ZombieGrace)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return
+	case <-ctx.Done():
+	case <-t.C:
+		a.log.Warn("the previous job did not finish within the grace period; cancelling it", "previousJobId", r.msg.JobID, "grace", a.cfg.ZombieGrace)
+	}
+	r.cancel(context.Canceled)
+	r.hardOnce.Do(func() { close(r.hard) })
+	<-r.done
+}
+
+// WaitIdle waits until no job is running or winding down (reports sent,
+// request finished), or ctx ends. A caller about to stop the agent after a
+// job calls it so the stop is not taken for a shutdown mid-job.
+func (a *Agent) WaitIdle(ctx context.Context) { a.waitJob(ctx) }
+
 // waitJob waits for the running job (if any) to end.
 func (a *Agent) waitJob(ctx context.Context) {
 	a.mu.Lock()
@@ -304,18 +341,9 @@ func (a *Agent) Kill() {
 	}
 }
 
-// killHard tells the runner to kill the job's processes now, and kills them
-// itself: a step already in its graceful cancellation (SIGINT, then a grace
-// period) does not see the runner's hard channel, so without this a step
-// ignoring SIGINT would keep the agent for the whole grace period.
+// killHard tells the runner to kill the job's processes now: the hard
+// channel reaches every running step process (steps.Exec.Hard), even one
+// already inside its graceful SIGINT/SIGTERM escalation.
 func (a *Agent) killHard(r *runningJob) {
 	r.hardOnce.Do(func() { close(r.hard) })
-	select {
-	case <-r.done:
-		return
-	default:
-	}
-	if n := killChildren(); n > 0 {
-		a.log.Warn("killed the job's processes", "jobId", r.msg.JobID, "processes", n)
-	}
 }

@@ -84,6 +84,7 @@ type Config struct {
 	SessionRetry     time.Duration // 30 s
 	SessionConflict  time.Duration // give up after 4 min of conflicts
 	ErrorBackoffBase time.Duration // first poll error backoff, 2 s
+	ZombieGrace      time.Duration // wait for a finishing job before the next, 45 s
 }
 
 // Agent is one agent process.
@@ -129,6 +130,7 @@ func New(cfg Config) (*Agent, error) {
 	def(&cfg.SessionRetry, 30*time.Second)
 	def(&cfg.SessionConflict, 4*time.Minute)
 	def(&cfg.ErrorBackoffBase, 2*time.Second)
+	def(&cfg.ZombieGrace, 45*time.Second)
 	if cfg.HTTPClient == nil {
 		t, err := azdo.NewTransport(azdo.TransportOptions{})
 		if err != nil {
@@ -157,7 +159,7 @@ func (a *Agent) client(base string, ts azdo.TokenSource) (*azdo.Client, error) {
 func UserAgent(agentVersion, goagentVersion string) string {
 	os := osDescription()
 	return fmt.Sprintf("VstsAgentCore-%s/%s (%s) VSServices/19.255.0 (NetStandard; %s) goagent/%s",
-		packageRuntime(), agentVersion, os, os, goagentVersion)
+		wire.PackageRuntime(), agentVersion, os, os, goagentVersion)
 }
 
 // jobServerURL is where a job's own calls go: the SystemVssConnection URL,

@@ -2,6 +2,10 @@
 
 package listener
 
-import "runtime"
+import (
+	"runtime"
 
-func osDescription() string { return osName() + " (" + runtime.GOOS + "/" + runtime.GOARCH + ")" }
+	"github.com/goagent-dev/goagent/internal/wire"
+)
+
+func osDescription() string { return wire.AgentOS() + " (" + runtime.GOOS + "/" + runtime.GOARCH + ")" }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
@@ -20,10 +21,24 @@ import (
 // ErrIdle is returned by Run when --once waited --idle-timeout without a job.
 var ErrIdle = errors.New("no job arrived within the idle timeout")
 
-// session is an open message session.
+// session is an open message session. The keep-alive poll reads it while
+// the main loop may replace it after an expiry.
 type session struct {
+	mu     sync.Mutex
 	id     string
 	aesKey []byte
+}
+
+func (s *session) get() (string, []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.id, s.aesKey
+}
+
+func (s *session) set(id string, key []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.id, s.aesKey = id, key
 }
 
 // Run registers (or reuses the registration), opens a session and serves
@@ -75,7 +90,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if derr := c.DeleteSession(dctx, s.PoolID, sess.id); derr != nil {
+		id, _ := sess.get()
+		if derr := c.DeleteSession(dctx, s.PoolID, id); derr != nil {
 			a.log.Warn("could not delete the session", "error", derr)
 		} else {
 			a.log.Info("session deleted")
@@ -194,7 +210,7 @@ func (a *Agent) loop(ctx context.Context, c *azdo.Client, s Settings, key *rsa.P
 	// Keep-alive poll (MessageListener.KeepAlive): every 30 s, without
 	// lastMessageId, result discarded; keeps the agent online.
 	kaDone := make(chan struct{})
-	sessID := func() string { return sess.id }
+	sessID := func() string { id, _ := sess.get(); return id }
 	go func() {
 		defer close(kaDone)
 		t := time.NewTicker(a.cfg.KeepAlivePeriod)
@@ -258,7 +274,7 @@ func (a *Agent) loop(ctx context.Context, c *azdo.Client, s Settings, key *rsa.P
 			done = cancel
 		}
 		start := time.Now()
-		m, err := c.GetMessage(pctx, s.PoolID, sess.id, lastID, a.cfg.PollTimeout)
+		m, err := c.GetMessage(pctx, s.PoolID, sessID(), lastID, a.cfg.PollTimeout)
 		done()
 		if err != nil {
 			if cause := context.Cause(idleCtx); errors.Is(cause, ErrIdle) {
@@ -278,7 +294,7 @@ func (a *Agent) loop(ctx context.Context, c *azdo.Client, s Settings, key *rsa.P
 				if cerr != nil {
 					return cerr
 				}
-				sess.id, sess.aesKey = ns.id, ns.aesKey
+				sess.set(ns.get())
 				continue
 			}
 			if errors.Is(err, azdo.ErrTokenExpired) {
@@ -357,11 +373,13 @@ func (a *Agent) handle(ctx context.Context, c *azdo.Client, s Settings, sess *se
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := c.DeleteMessage(dctx, s.PoolID, sess.id, id); err != nil {
+		sid, _ := sess.get()
+		if err := c.DeleteMessage(dctx, s.PoolID, sid, id); err != nil {
 			a.log.Warn("could not acknowledge a message", "messageId", id, "type", typ, "error", err)
 		}
 	}()
-	body, err := decryptBody(sess.aesKey, m)
+	_, key := sess.get()
+	body, err := decryptBody(key, m)
 	if err != nil {
 		a.log.Error("could not decrypt a message; acknowledging and ignoring it", "messageId", id, "type", typ, "error", err)
 		return
@@ -379,11 +397,7 @@ func (a *Agent) handle(ctx context.Context, c *azdo.Client, s Settings, sess *se
 			ack = false
 			return
 		}
-		if a.busy() {
-			a.log.Error("a job request arrived while a job is running; leaving it", "requestId", job.RequestID)
-			ack = false
-			return
-		}
+		a.ensureDispatchFinished(ctx)
 		a.dispatch(ctx, s, &job)
 	case strings.EqualFold(typ, wire.MessageJobCancellation):
 		var cm wire.JobCancelMessage

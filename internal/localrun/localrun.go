@@ -172,40 +172,17 @@ type runState struct {
 
 	agentDone chan error
 	stopAgent context.CancelFunc
-	ended     chan string // ids of jobs the agent's worker finished
 }
 
-// watchedRunner tells when the agent's worker is done with a job: the
-// emulator knows a job completed when the worker reports it, a moment
-// before the worker returns and the agent is idle again.
-type watchedRunner struct {
-	inner listener.JobRunner
-	ended chan<- string
-}
-
-func (w *watchedRunner) RunJob(ctx context.Context, job *listener.Job) (string, error) {
-	res, err := w.inner.RunJob(ctx, job)
-	select {
-	case w.ended <- strings.ToLower(job.Message.JobID):
-	default:
-	}
-	return res, err
-}
-
-// waitWorker waits (briefly) until the worker has returned from the job.
-func (r *runState) waitWorker(jobID string) {
-	t := time.NewTimer(10 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case id := <-r.ended:
-			if id == strings.ToLower(jobID) {
-				return
-			}
-		case <-t.C:
-			r.log.Warn("the agent's worker did not return from the job within 10s after it completed", "job", jobID)
-			return
-		}
+// waitWorker waits (briefly) until the agent is done with the job: the
+// emulator knows a job completed when the worker reports it, a moment before
+// the agent has finished up and is idle again.
+func (r *runState) waitWorker() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.agent.WaitIdle(ctx)
+	if ctx.Err() != nil {
+		r.log.Warn("the agent did not finish up within 10s after the job completed")
 	}
 }
 
@@ -237,7 +214,7 @@ func prepare(o Options) (*runState, error) {
 	for _, v := range o.Secrets {
 		m.AddValue(v)
 	}
-	r := &runState{o: o, file: file, src: src, masker: m, log: o.Logger, ended: make(chan string, 16)}
+	r := &runState{o: o, file: file, src: src, masker: m, log: o.Logger}
 	r.p = &printer{w: o.Stdout, color: o.Color, mask: m.Mask}
 	return r, nil
 }
@@ -406,7 +383,7 @@ func (r *runState) startAgent(ctx context.Context) error {
 		RegistrationName: ident.Describe(),
 		RegistrationKind: ident.Kind,
 		HTTPClient:       hc,
-		Runner:           &watchedRunner{inner: &listener.Engine{Runner: runner, PagesDir: filepath.Join(r.work, "_diag", "pages"), Logger: r.log}, ended: r.ended},
+		Runner:           &listener.Engine{Runner: runner, PagesDir: filepath.Join(r.work, "_diag", "pages"), Logger: r.log},
 		Logger:           r.log,
 	})
 	if err != nil {
@@ -419,21 +396,12 @@ func (r *runState) startAgent(ctx context.Context) error {
 	return nil
 }
 
-// systemBundles are where Linux distributions keep their CA roots.
-var systemBundles = []string{
-	"/etc/ssl/certs/ca-certificates.crt",
-	"/etc/pki/tls/certs/ca-bundle.crt",
-	"/etc/ssl/ca-bundle.pem",
-	"/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
-	"/etc/ssl/cert.pem",
-}
-
 // caBundle writes the system roots, the roots the environment already gives
 // git or Go (GIT_SSL_CAINFO, SSL_CERT_FILE) and the emulator's CA into one
 // PEM file.
 func caBundle(path, ca string, env []string) (string, error) {
 	var files []string
-	for _, f := range systemBundles {
+	for _, f := range azdo.SystemCABundles() {
 		if _, err := os.Stat(f); err == nil {
 			files = append(files, f)
 			break
@@ -494,6 +462,11 @@ func setEnv(env []string, name, value string) []string {
 // cleanup stops the agent and the emulator and removes what is temporary.
 func (r *runState) cleanup() {
 	if r.stopAgent != nil {
+		if r.agent != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			r.agent.WaitIdle(ctx)
+			cancel()
+		}
 		r.stopAgent()
 		select {
 		case <-r.agentDone:
@@ -701,7 +674,7 @@ loop:
 
 	result, werr := h.Wait(context.WithoutCancel(ctx))
 	if !errors.Is(werr, devserver.ErrJobAbandoned) && h.Renewals() > 0 {
-		r.waitWorker(h.ID())
+		r.waitWorker()
 	}
 	jr.result.Result = result
 	if werr != nil {

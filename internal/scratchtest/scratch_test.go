@@ -34,6 +34,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goagent-dev/goagent/internal/testbin"
+
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/crypto/x509roots/fallback/bundle"
@@ -67,20 +69,9 @@ func TestEmptyRoot(t *testing.T) {
 // that embeds the fallback roots.
 func buildStatic(t *testing.T) string {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
+	out, err := testbin.Build(t.TempDir(), "scratch")
 	if err != nil {
-		t.Fatalf("find the go command to build goagent: %v", err)
-	}
-	gomod, err := exec.Command(goTool, "env", "GOMOD").Output()
-	if err != nil || len(bytes.TrimSpace(gomod)) == 0 {
-		t.Fatalf("locate the module root with go env GOMOD: %v", err)
-	}
-	out := filepath.Join(t.TempDir(), "goagent")
-	cmd := exec.Command(goTool, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, "./cmd/goagent")
-	cmd.Dir = filepath.Dir(string(bytes.TrimSpace(gomod)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("CGO_ENABLED=0 go build ./cmd/goagent: %v\n%s", err, b)
+		t.Fatal(err)
 	}
 
 	f, err := elf.Open(out)

@@ -75,6 +75,10 @@ type Exec struct {
 	// KillGrace is how long a cancelled process gets after SIGINT before
 	// SIGTERM, and again before SIGKILL is sent (official: 7.5 s, 2.5 s).
 	KillGrace [2]time.Duration
+	// Hard is closed when the step's processes must die at once, without
+	// grace (a second signal to the agent, or the job's cancel timeout
+	// expired). It may be nil.
+	Hard <-chan struct{}
 
 	// AddPostJob registers a post-job step ("Post-job: <name>") that the
 	// runner runs after all main steps with condition always(), in reverse

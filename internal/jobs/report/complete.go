@@ -31,7 +31,7 @@ func (r *Reporter) raiseCompleted(ctx context.Context, result string, shuttingDo
 			return nil
 		}
 		r.log.Warn("raise JobCompleted failed", "attempt", attempt+1, "error", err)
-		if errors.Is(err, azdo.ErrPlanNotFound) || errors.Is(err, azdo.ErrPlanSecurity) {
+		if tokenRejected(err) {
 			return fmt.Errorf("%w: the service no longer accepts events for plan %s (deleted, or the job token lost access); nothing to retry: %w",
 				ErrNotCompleted, r.plan.PlanID, err)
 		}
@@ -42,4 +42,16 @@ func (r *Reporter) raiseCompleted(ctx context.Context, result string, shuttingDo
 	}
 	return fmt.Errorf("%w after %d attempts (check the agent's network path to the service): %w",
 		ErrNotCompleted, attempts, errors.Join(errs...))
+}
+
+// tokenRejected reports an answer no retry can change: the job's token was
+// rejected or expired (a lost lock ends it), or the plan is gone or closed to
+// it. The official agent gives up on these at once.
+func tokenRejected(err error) bool {
+	for _, k := range []error{azdo.ErrPlanNotFound, azdo.ErrPlanSecurity, azdo.ErrUnauthorized, azdo.ErrJobTokenExpired, azdo.ErrAccessDenied} {
+		if errors.Is(err, k) {
+			return true
+		}
+	}
+	return false
 }

@@ -221,7 +221,7 @@ func (r *Reporter) postFeed(stepID uuid.UUID, b []feedLine) {
 			return
 		}
 		r.log.Debug("console lines not posted", "step", stepID, "startLine", start, "attempt", attempt+1, "error", err)
-		if r.ctx.Err() != nil {
+		if r.ctx.Err() != nil || tokenRejected(err) {
 			break
 		}
 	}

@@ -222,6 +222,10 @@ func TestJobCompletedRetries(t *testing.T) {
 		{name: "always failing", fail: 99, status: 503, wantCalls: 5, wantErr: ErrNotCompleted},
 		{name: "plan not found", fail: 99, status: 404, typeKey: "TaskOrchestrationPlanNotFoundException", wantCalls: 1, wantErr: azdo.ErrPlanNotFound},
 		{name: "plan security", fail: 99, status: 403, typeKey: "TaskOrchestrationPlanSecurityException", wantCalls: 1, wantErr: azdo.ErrPlanSecurity},
+		// A dead job token (a lost lock ends it) is not retried for 25 s: the
+		// client re-asks its token source once, then the reporter gives up.
+		{name: "job token rejected", fail: 99, status: 401, wantCalls: 2, wantErr: azdo.ErrUnauthorized},
+		{name: "job token expired", fail: 99, status: 400, typeKey: "TaskAgentJobTokenExpiredException", wantCalls: 1, wantErr: azdo.ErrJobTokenExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFake(t)

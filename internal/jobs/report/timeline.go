@@ -237,7 +237,7 @@ func (r *Reporter) finalTimelineFlush() error {
 			break
 		}
 		lastErr = r.flushTimeline(1 << 20)
-		if lastErr == nil || r.ctx.Err() != nil {
+		if lastErr == nil || r.ctx.Err() != nil || tokenRejected(lastErr) {
 			break
 		}
 		r.log.Warn("final timeline update failed", "attempt", attempt+1, "error", lastErr)

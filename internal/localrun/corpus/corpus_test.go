@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goagent-dev/goagent/internal/testbin"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -90,24 +92,7 @@ const hangGuard = 4 * time.Minute
 
 var goagent string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "goagent-corpus-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "corpus:", err)
-		os.Exit(1)
-	}
-	goagent = filepath.Join(dir, "goagent")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=corpus", "-o", goagent, "github.com/goagent-dev/goagent/cmd/goagent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "corpus: build goagent: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m.Run, &goagent, "corpus") }
 
 func pipelinesDir(t *testing.T) string {
 	t.Helper()

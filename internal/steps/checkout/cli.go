@@ -111,6 +111,7 @@ func (g *gitCLI) run(ctx context.Context, dir string, capture bool, extraEnv []s
 		Stdout: stdout,
 		Stderr: io.MultiWriter(writerOr(g.ex.Stderr), tail),
 		Grace:  g.ex.KillGrace,
+		Hard:   g.ex.Hard,
 	})
 	r := result{code: res.ExitCode, stdout: out.String(), stderr: tail.String()}
 	if err != nil {

@@ -71,6 +71,17 @@ func runEmbedded(ctx context.Context, ex *steps.Exec, flags []string, file, wd s
 	defer devnull.Close()
 
 	sh := &shell{grace: ex.KillGrace, hard: make(chan struct{})}
+	var hardOnce sync.Once
+	killAll := func() { hardOnce.Do(func() { close(sh.hard) }) }
+	scriptDone := make(chan struct{})
+	defer close(scriptDone)
+	go func() {
+		select {
+		case <-ex.Hard:
+			killAll()
+		case <-scriptDone:
+		}
+	}()
 	runCtx, cancelRun := context.WithCancel(ctx)
 	stdoutLW, stderrLW := &lineWriter{f: out.w}, &lineWriter{f: errp.w}
 	code := sh.run(runCtx, shellInvocation{
@@ -85,7 +96,7 @@ func runEmbedded(ctx context.Context, ex *steps.Exec, flags []string, file, wd s
 	if ctx.Err() == nil {
 		// The script ended: what it left running goes with it (unlike
 		// bash, whose background processes a tagged job may keep).
-		close(sh.hard)
+		killAll()
 	}
 	cancelRun()
 	sh.end()

@@ -276,6 +276,7 @@ func runTool(ctx context.Context, ex *steps.Exec, path string, args []string, di
 		Stdout:      ex.Stdout,
 		Stderr:      stderr,
 		Grace:       ex.KillGrace,
+		Hard:        ex.Hard,
 		OutputDelay: stdioDelay,
 		// Like the official agent, background processes a step starts
 		// outlive it when the runner tags them for job-end cleanup.
