@@ -253,7 +253,7 @@ func TestDevserverCommand(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- devserver.Main(ctx, []string{"--org", "demo", "--pool", "a,b", "--dir", t.TempDir()}, pw)
+		done <- devserver.Main(ctx, []string{"--org", "demo", "--pool", "a,b", "--dir", t.TempDir()}, pw, nil)
 		pw.Close()
 	}()
 	env := map[string]string{}
@@ -285,12 +285,50 @@ func TestDevserverCommand(t *testing.T) {
 		t.Fatal("Main did not return after cancel")
 	}
 	for _, args := range [][]string{{"--bogus"}, {"extra"}} {
-		if err := devserver.Main(context.Background(), args, io.Discard); !errors.Is(err, devserver.ErrUsage) {
+		if err := devserver.Main(context.Background(), args, io.Discard, nil); !errors.Is(err, devserver.ErrUsage) {
 			t.Errorf("%v: %v, want ErrUsage", args, err)
 		}
 	}
-	if err := devserver.Main(context.Background(), []string{"-h"}, io.Discard); err != nil {
+	if err := devserver.Main(context.Background(), []string{"-h"}, io.Discard, nil); err != nil {
 		t.Errorf("-h: %v", err)
+	}
+}
+
+// --ui hands the running emulator to the view the command line passed in,
+// and prints where it listens; without a view, --ui is not a flag.
+func TestDevserverCommandUI(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var got *devserver.Server
+	var gotAddr string
+	ui := func(_ context.Context, s *devserver.Server, addr string) (string, error) {
+		got, gotAddr = s, addr
+		return "http://127.0.0.1:1/view", nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- devserver.Main(ctx, []string{"--dir", t.TempDir(), "--ui-addr", "127.0.0.1:0"}, pw, ui)
+		pw.Close()
+	}()
+	sc := bufio.NewScanner(pr)
+	var view string
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "# web view: ") {
+			view = strings.TrimPrefix(line, "# web view: ")
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if view != "http://127.0.0.1:1/view" || got == nil || gotAddr != "127.0.0.1:0" {
+		t.Fatalf("view %q, server %v, addr %q", view, got, gotAddr)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := devserver.Main(context.Background(), []string{"--ui"}, io.Discard, nil); !errors.Is(err, devserver.ErrUsage) {
+		t.Fatalf("--ui without a view: %v, want ErrUsage", err)
 	}
 }
 
