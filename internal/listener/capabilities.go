@@ -73,9 +73,11 @@ var tools = [][2]string{
 
 // SystemCapabilities computes what the agent reports about itself
 // (listener.md §6.2): environment variables (minus noise, long values,
-// VSO_AGENT_IGNORE and credentials), tools on PATH, then the Agent.* values,
-// which override.
-func SystemCapabilities(env []string, agentName, agentVersion, goagentVersion, workDir string) map[string]string {
+// VSO_AGENT_IGNORE and credentials), then the user's capabilities (the
+// official agent's .capabilities file, UserCapabilitiesProvider, lands in the
+// same systemCapabilities; the service's userCapabilities are what people set
+// in the web UI), tools on PATH, and the Agent.* values, which override.
+func SystemCapabilities(env []string, user map[string]string, agentName, agentVersion, goagentVersion string) map[string]string {
 	caps := map[string]string{}
 	ignore := map[string]bool{}
 	for _, kv := range env {
@@ -92,6 +94,9 @@ func SystemCapabilities(env []string, agentName, agentVersion, goagentVersion, w
 		}
 		caps[k] = v
 	}
+	for k, v := range user {
+		caps[k] = v
+	}
 	for _, t := range tools {
 		if p, err := exec.LookPath(t[1]); err == nil {
 			caps[t[0]] = p
@@ -106,9 +111,6 @@ func SystemCapabilities(env []string, agentName, agentVersion, goagentVersion, w
 	caps["Agent.HomeDirectory"] = homeDirectory()
 	caps["InteractiveSession"] = "False"
 	caps["goagent.version"] = goagentVersion
-	if workDir != "" {
-		caps["Agent.WorkFolder"] = workDir
-	}
 	return caps
 }
 

@@ -61,8 +61,8 @@ type Config struct {
 	Placeholder bool
 	// IdleTimeout: with Once, leave cleanly when no job arrived in time.
 	IdleTimeout      time.Duration
-	UserCapabilities map[string]string
-	AgentVersion     string // reported, official-compatible
+	UserCapabilities map[string]string // --capability: reported among the system capabilities
+	AgentVersion     string            // reported, official-compatible
 	GoagentVersion   string
 	Env              []string // process environment, for capabilities
 

@@ -71,7 +71,7 @@ func (a *Agent) register(ctx context.Context) (Settings, error) {
 	if err != nil {
 		return Settings{}, fmt.Errorf("create the agent key in %s: %w", a.cfg.StateDir, err)
 	}
-	caps := SystemCapabilities(a.cfg.Env, a.cfg.AgentName, a.cfg.AgentVersion, a.cfg.GoagentVersion, a.cfg.WorkDir)
+	caps := SystemCapabilities(a.cfg.Env, a.cfg.UserCapabilities, a.cfg.AgentName, a.cfg.AgentVersion, a.cfg.GoagentVersion)
 	existing, err := c.AgentsByName(ctx, *pool.Id, a.cfg.AgentName)
 	if err != nil {
 		return Settings{}, a.explain(err, fmt.Sprintf("look up agent %q in pool %q", a.cfg.AgentName, a.cfg.Pool))
@@ -90,21 +90,20 @@ func (a *Agent) register(ctx context.Context) (Settings, error) {
 		old := existing[0]
 		upd := a.newAgent(key, caps)
 		upd.Id = old.Id
-		// Keep what the service knows (user capabilities, enabled) and
-		// merge our system capabilities over the old ones.
+		// Keep what the service knows (user capabilities set in the web UI,
+		// enabled) and merge our system capabilities over the old ones
+		// (ConfigurationManager.UpdateExistingAgent).
 		upd.Enabled = old.Enabled
 		upd.UserCapabilities = old.UserCapabilities
-		if len(a.cfg.UserCapabilities) > 0 {
-			uc := map[string]string{}
-			if old.UserCapabilities != nil {
-				for k, v := range *old.UserCapabilities {
-					uc[k] = v
-				}
+		if old.SystemCapabilities != nil {
+			merged := map[string]string{}
+			for k, v := range *old.SystemCapabilities {
+				merged[k] = v
 			}
-			for k, v := range a.cfg.UserCapabilities {
-				uc[k] = v
+			for k, v := range caps {
+				merged[k] = v
 			}
-			upd.UserCapabilities = &uc
+			upd.SystemCapabilities = &merged
 		}
 		agent, err = a.replaceWithRetry(ctx, c, *pool.Id, *old.Id, upd)
 		if err != nil {
@@ -143,10 +142,6 @@ func (a *Agent) newAgent(key *rsa.PrivateKey, caps map[string]string) *taskagent
 		Name: &name, Version: &version, OsDescription: &osd, MaxParallelism: &maxPar, ProvisioningState: &prov,
 		Authorization:      &taskagent.TaskAgentAuthorization{PublicKey: &pk},
 		SystemCapabilities: &caps,
-	}
-	if len(a.cfg.UserCapabilities) > 0 {
-		uc := a.cfg.UserCapabilities
-		t.UserCapabilities = &uc
 	}
 	return t
 }

@@ -124,7 +124,7 @@ func (a *Agent) createSession(ctx context.Context, c *azdo.Client, s Settings, k
 	if owner == "" {
 		owner = "AGENT"
 	}
-	caps := SystemCapabilities(a.cfg.Env, s.AgentName, a.cfg.AgentVersion, a.cfg.GoagentVersion, a.cfg.WorkDir)
+	caps := SystemCapabilities(a.cfg.Env, a.cfg.UserCapabilities, s.AgentName, a.cfg.AgentVersion, a.cfg.GoagentVersion)
 	id, name, ver, osd := s.AgentID, s.AgentName, a.cfg.AgentVersion, osDescription()
 	req := &taskagent.TaskAgentSession{
 		OwnerName:          &owner,
