@@ -13,14 +13,18 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/go-git/go-billy/v5"
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/plumbing/transport/client"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/goagent-dev/goagent/internal/azdo"
 	"github.com/goagent-dev/goagent/internal/steps"
@@ -116,6 +120,7 @@ type goGit struct {
 	opts     Options
 	auth     transport.AuthMethod // nil: no credential
 	authShow string               // how the log shows the credential argument
+	storages []*filesystem.Storage
 }
 
 // cmd logs what go-git is about to do in the official command style.
@@ -154,6 +159,7 @@ func checkoutWithGoGit(ctx context.Context, ex *steps.Exec, s *settings, cred cr
 	if err != nil {
 		return err
 	}
+	defer g.closeStorage()
 	repo, err := g.openOrInit()
 	if err != nil {
 		return err
@@ -175,7 +181,7 @@ func checkoutWithGoGit(ctx context.Context, ex *steps.Exec, s *settings, cred cr
 	case isPullRequest(s.ref) || s.version == "":
 		target = remoteRefName(s.ref)
 	}
-	if err := g.checkout(repo, target); err != nil {
+	if err := g.checkout(ctx, repo, target); err != nil {
 		return err
 	}
 	if s.submodules {
@@ -412,20 +418,38 @@ func cleanSubmodules(dir string, repo *git.Repository, depth int) error {
 	return nil
 }
 
+// openOrInit opens the repository in the target directory, or creates it.
+//
+// Its object storage keeps the pack files open (KeepDescriptors): without
+// that, go-git opens and closes a pack file for every object it reads,
+// which in a checkout is every blob. closeStorage releases them.
 func (g *goGit) openOrInit() (*git.Repository, error) {
 	dir := g.s.target
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkout %s: create %s: %w", g.s.alias, dir, err)
 	}
-	if exists(filepath.Join(dir, ".git")) {
-		repo, err := git.PlainOpen(dir)
+	wt := osfs.New(dir)
+	if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+		var repo *git.Repository
+		if fi.IsDir() {
+			repo, err = git.Open(g.storage(wt), wt)
+		} else {
+			repo, err = git.PlainOpen(dir) // a gitdir file: let go-git follow it
+		}
 		if err != nil {
 			return nil, fmt.Errorf("checkout %s: open repository %s: %w", g.s.alias, dir, err)
 		}
 		return repo, nil
 	}
 	g.cmd(`init "` + dir + `"`)
-	repo, err := git.PlainInit(dir, false)
+	repo, err := git.Init(g.storage(wt), wt)
+	if err == nil {
+		// As git.PlainInit does: write the configuration back once.
+		var cfg *config.Config
+		if cfg, err = repo.Config(); err == nil {
+			err = repo.Storer.SetConfig(cfg)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("checkout %s: initialise repository in %s: %w", g.s.alias, dir, err)
 	}
@@ -434,6 +458,27 @@ func (g *goGit) openOrInit() (*git.Repository, error) {
 		return nil, fmt.Errorf("checkout %s: add remote origin: %w", g.s.alias, err)
 	}
 	return repo, nil
+}
+
+// storage is the object storage of the .git directory in wt, keeping its
+// pack files open until closeStorage.
+//
+// Its fetches index packs with packIndexer (see packindex.go).
+func (g *goGit) storage(wt billy.Filesystem) *indexingStorage {
+	dot, _ := wt.Chroot(git.GitDirName)
+	st := filesystem.NewStorageWithOptions(dot, cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
+	g.storages = append(g.storages, st)
+	return &indexingStorage{Storage: st, packDir: filepath.Join(wt.Root(), git.GitDirName, "objects", "pack")}
+}
+
+// closeStorage closes the pack files the step's repositories opened.
+func (g *goGit) closeStorage() {
+	for _, st := range g.storages {
+		if err := st.Close(); err != nil {
+			g.ex.Console.Debug("go-git: close the object storage: " + err.Error())
+		}
+	}
+	g.storages = nil
 }
 
 // removeStaleConfig drops extraheaders and proxies left in .git/config.
@@ -497,6 +542,7 @@ func (g *goGit) fetch(ctx context.Context, repo *git.Repository, existed bool, r
 		case existed && strings.Contains(err.Error(), "multi_ack"):
 			g.ex.Console.Info("go-git cannot negotiate an incremental fetch with this server (multi_ack); deleting the repository and cloning afresh.")
 			existed = false
+			g.closeStorage()
 			if err := os.RemoveAll(g.s.target); err != nil {
 				return nil, "", fmt.Errorf("checkout %s: delete %s: %w", g.s.alias, g.s.target, err)
 			}
@@ -569,7 +615,7 @@ func (g *goGit) fetchWithRetries(ctx context.Context, repo *git.Repository, refs
 
 // checkout resolves the target (a remote-tracking ref or a commit id) and
 // checks it out detached, overwriting local changes.
-func (g *goGit) checkout(repo *git.Repository, target string) error {
+func (g *goGit) checkout(ctx context.Context, repo *git.Repository, target string) error {
 	g.cmd("checkout --progress --force " + target)
 	hash, err := resolveTarget(repo, target)
 	if err == nil {
@@ -581,6 +627,16 @@ func (g *goGit) checkout(repo *git.Repository, target string) error {
 		}
 		return fmt.Errorf("Git checkout failed: %s is not in the fetched history: %w", target, err)
 	}
+	n, err := freshCheckout(ctx, repo, g.s.target, hash, freshOptions{})
+	var fb *freshFallback
+	switch {
+	case err == nil:
+		g.ex.Console.Debug(fmt.Sprintf("go-git: wrote %d files into the empty worktree straight from the object storage", n))
+		return nil
+	case !errors.As(err, &fb):
+		return fmt.Errorf("Git checkout of %s failed: %w", target, err)
+	}
+	g.ex.Console.Debug("go-git: " + fb.Error())
 	w, err := repo.Worktree()
 	if err != nil {
 		return err
