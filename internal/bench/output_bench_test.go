@@ -141,5 +141,6 @@ type countingReporter struct {
 
 func (r *countingReporter) UpdateRecord(jobs.Record)                      {}
 func (r *countingReporter) WriteLine(string, string)                      { r.lines.Add(1) }
+func (r *countingReporter) WriteLines(_ string, lines []string)           { r.lines.Add(int64(len(lines))) }
 func (r *countingReporter) Attach(string, string, string, string)         {}
 func (r *countingReporter) Finish(context.Context, jobs.Completion) error { return nil }

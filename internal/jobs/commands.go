@@ -10,6 +10,27 @@ import (
 	"github.com/goagent-dev/goagent/internal/jobs/logcmd"
 )
 
+// processLines handles a batch of a step's output lines, in order: runs of
+// ordinary lines are masked and written together, each logging command is
+// processed on its own, after the lines before it and before the lines after
+// it (it may register a secret they must be masked with). It overwrites lines.
+func (s *stepRun) processLines(lines []string) {
+	con := s.console()
+	plain := 0 // lines[plain:i] are ordinary output not yet written
+	for i, line := range lines {
+		// The keyword is matched case-sensitively, as String.IndexOf does.
+		if !strings.Contains(line, "##vso") {
+			continue
+		}
+		con.writeLines(lines[plain:i])
+		// A copy: what the command keeps (a variable's value) must not pin
+		// the buffer the whole batch was read into.
+		s.processLine(strings.Clone(line))
+		plain = i + 1
+	}
+	con.writeLines(lines[plain:])
+}
+
 // processLine handles one line of a step's output as
 // WorkerCommandManager.TryProcessCommand does: a ##vso logging command is
 // executed and not written (worker.md §5); anything else is masked and

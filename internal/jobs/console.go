@@ -20,9 +20,23 @@ type console struct {
 func (jr *jobRun) console(rec *Record) *console { return &console{jr: jr, rec: rec} }
 
 func (c *console) write(line string) {
-	for _, l := range strings.Split(line, "\n") {
-		c.jr.rep.WriteLine(c.rec.ID, c.jr.masker.Mask(strings.TrimSuffix(l, "\r")))
+	if strings.IndexByte(line, '\n') < 0 {
+		c.writeLines([]string{line})
+		return
 	}
+	c.writeLines(strings.Split(line, "\n"))
+}
+
+// writeLines masks lines (none holds a '\n'; a trailing '\r' is dropped) and
+// hands them to the reporter in one call. It overwrites lines.
+func (c *console) writeLines(lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	for i, l := range lines {
+		lines[i] = c.jr.masker.Mask(strings.TrimSuffix(l, "\r"))
+	}
+	c.jr.rep.WriteLines(c.rec.ID, lines)
 }
 
 // Info writes a plain line.

@@ -22,6 +22,10 @@ type Reporter interface {
 	// live console feed with that step's id; for the Job record it goes to
 	// the job log and feed only.
 	WriteLine(recordID string, line string)
+	// WriteLines is WriteLine for each line in order, in one call: the
+	// reporter can take its locks and clock once for the batch. The lines of
+	// one call may share one timestamp. The reporter must not keep the slice.
+	WriteLines(recordID string, lines []string)
 	// Attach uploads a file as a record attachment (task.addattachment,
 	// task.uploadfile, task.uploadsummary, build.uploadlog).
 	Attach(recordID, attachmentType, name, path string)

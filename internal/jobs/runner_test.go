@@ -43,6 +43,12 @@ func (m *memReporter) WriteLine(id, line string) {
 	m.lines[id] = append(m.lines[id], line)
 }
 
+func (m *memReporter) WriteLines(id string, lines []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lines[id] = append(m.lines[id], lines...)
+}
+
 func (m *memReporter) Attach(id, typ, name, path string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -370,9 +370,9 @@ func (s *stepRun) setScopedVars(on bool) {
 func (s *stepRun) buildExec() (*steps.Exec, []*lineWriter) {
 	jr := s.jr
 	mu := &sync.Mutex{}
-	emit := s.processLine
+	emit := s.processLines
 	if s.def.RawOutput {
-		emit = func(line string) { s.console().write(line) }
+		emit = s.console().writeLines
 	}
 	stdout := &lineWriter{mu: mu, emit: emit}
 	stderr := &lineWriter{mu: mu, emit: emit}

@@ -62,11 +62,15 @@ type Masker struct {
 	snap atomic.Pointer[snapshot]
 }
 
-// snapshot is what Mask and Writer read: immutable once published.
+// snapshot is what Mask and Writer read: immutable once published, but for
+// the literal index, built on first use: a job registers its secrets one by
+// one before any output, and only the last snapshot is ever used.
 type snapshot struct {
-	lits     *literalSet // nil when no literal is registered
+	litsOnce sync.Once
+	lits     *literalSet // nil when no literal is registered; see literals
 	maxLen   int         // longest literal in bytes
 	regexes  []*regexp.Regexp
+	prefixes []string // each regex's literal prefix: a line without it has no match
 	patterns []string // sorted; kept for tests and diagnostics
 }
 
@@ -180,11 +184,24 @@ func (m *Masker) publish() {
 		regexes:  slices.Clip(slices.Clone(m.regexes)),
 		patterns: pats,
 	}
-	if len(pats) > 0 {
-		sn.lits = newLiteralSet(pats)
-		sn.maxLen = sn.lits.maxLen
+	for _, re := range sn.regexes {
+		prefix, _ := re.LiteralPrefix()
+		sn.prefixes = append(sn.prefixes, prefix)
+	}
+	for _, p := range pats {
+		sn.maxLen = max(sn.maxLen, len(p))
 	}
 	m.snap.Store(sn)
+}
+
+// literals returns the index of the snapshot's patterns, nil when there are none.
+func (sn *snapshot) literals() *literalSet {
+	sn.litsOnce.Do(func() {
+		if len(sn.patterns) > 0 {
+			sn.lits = newLiteralSet(sn.patterns)
+		}
+	})
+	return sn.lits
 }
 
 // span is a half-open byte range [start, end) to mask.
@@ -200,12 +217,12 @@ func (m *Masker) Mask(s string) string {
 	sn := m.snap.Load()
 	var stack [8]span
 	spans := stack[:0]
-	if sn.lits != nil {
-		spans = findLiterals(sn.lits, s, 0, len(s), spans)
+	if lits := sn.literals(); lits != nil {
+		spans = findLiterals(lits, s, 0, len(s), spans)
 	}
 	// Literal spans arrive sorted by start; only regex hits need a sort.
 	nlit := len(spans)
-	spans = appendRegexHits(sn.regexes, s, spans)
+	spans = appendRegexHits(sn, s, spans)
 	if len(spans) == 0 {
 		return s
 	}

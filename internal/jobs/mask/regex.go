@@ -21,9 +21,14 @@ var urlCredentials = regexp.MustCompile(
 
 // appendRegexHits appends the URL credential spans and the spans of every
 // hint regex found in s.
-func appendRegexHits[T text](hints []*regexp.Regexp, s T, dst []span) []span {
+func appendRegexHits[T text](sn *snapshot, s T, dst []span) []span {
 	dst = appendURLCredentials(s, dst)
-	for _, re := range hints {
+	for k, re := range sn.regexes {
+		// Hints are mostly literal (a token's own text): one substring search
+		// rules most lines out for less than the regexp machinery's setup.
+		if p := sn.prefixes[k]; p != "" && index(s, p) < 0 {
+			continue
+		}
 		switch s := any(s).(type) {
 		case string:
 			dst = appendOverlapping(dst, len(s), func(from int) []int { return re.FindStringIndex(s[from:]) })

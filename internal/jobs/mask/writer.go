@@ -127,8 +127,8 @@ func (w *Writer) process(final bool) {
 	if !final && sn.maxLen > 0 {
 		litCut = end - (sn.maxLen - 1)
 	}
-	if sn.lits != nil && litCut > w.litFrom {
-		w.pending = findLiterals(sn.lits, live, w.litFrom, litCut, w.pending)
+	if lits := sn.literals(); lits != nil && litCut > w.litFrom {
+		w.pending = findLiterals(lits, live, w.litFrom, litCut, w.pending)
 	}
 	w.litFrom = max(w.litFrom, litCut)
 
@@ -200,7 +200,7 @@ func (w *Writer) scanRegex(sn *snapshot, live []byte, final bool) {
 	if r > w.scanned {
 		region := live[w.scanned:r]
 		n := len(w.pending)
-		w.pending = appendRegexHits(sn.regexes, region, w.pending)
+		w.pending = appendRegexHits(sn, region, w.pending)
 		for j := n; j < len(w.pending); j++ {
 			w.pending[j].start += w.scanned
 			w.pending[j].end += w.scanned

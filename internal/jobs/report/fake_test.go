@@ -335,8 +335,8 @@ func (f *fake) postFeed(recordID string, body []byte) (int, any) {
 	}
 	for i, l := range *in.Value {
 		n := int64(*in.StartLine) + int64(i)
-		if old, ok := m[n]; ok && old != l {
-			f.problem("feed line %d of step %s posted twice with different text", n, step)
+		if old, ok := m[n]; ok && old != l { // (f.problem would lock f.mu again)
+			f.problems = append(f.problems, fmt.Sprintf("feed line %d of step %s posted twice with different text", n, step))
 		}
 		m[n] = l
 	}
@@ -449,6 +449,17 @@ func (f *fake) logText(recordID string) string {
 		b.Write(l.data)
 	}
 	return b.String()
+}
+
+// pages is the content of each log a record was linked to, in order.
+func (f *fake) pages(recordID string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, id := range f.linked[recordID] {
+		out = append(out, string(f.logs[id].data))
+	}
+	return out
 }
 
 // feedText is a step's console lines as the service would show them: by

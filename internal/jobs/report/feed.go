@@ -1,7 +1,6 @@
 package report
 
 import (
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,16 +25,42 @@ const (
 	feedQueueCap = 5000
 )
 
+// feedLine is a console line taken from the queue to be posted.
 type feedLine struct {
 	step string
 	line string
 	num  int64 // the line's number in that record's log
 }
 
+// queuedLine is a console line in the queue; its text is in a chunk.
+type queuedLine struct {
+	step   string
+	chunk  *feedChunk
+	off, n int32 // the text is chunk.buf[off : off+n]
+	num    int64
+}
+
+// The queue copies the lines' text into chunks of feedChunkSize bytes,
+// reused once every line in them has left the queue. The queue must not
+// keep the callers' strings (a line may share memory with a large buffer),
+// and most lines of a step printing fast leave it unposted, skipped at the
+// cap: copying them into reused memory costs the garbage collector nothing.
+const (
+	feedChunkSize  = 64 << 10
+	feedFreeChunks = 2 // empty chunks kept for reuse
+)
+
+type feedChunk struct {
+	buf  []byte
+	refs int // queued lines in it
+}
+
 type feed struct {
 	mu        sync.Mutex
-	q         []feedLine
+	q         []queuedLine
 	head      int
+	cur       *feedChunk // where new lines are copied
+	free      []*feedChunk
 	seq       int64 // sequence number of q[head]: lines ever dequeued or skipped
 	drainTo   int64 // a drain covers the lines before this sequence number
 	delivered bool  // a batch has reached the service (JobServerQueue._firstConsoleOutputs)
@@ -61,27 +86,93 @@ func (f *feed) stats() feedStats {
 	return feedStats{dropped: f.dropped, failed: f.failed}
 }
 
-// push queues a line. Called with the log lock held, so queue order is log order.
-func (f *feed) push(step, line string, num int64) {
+// push queues lines with their numbers in the record's log. Called with the
+// log lock held, so queue order is log order.
+func (f *feed) push(step string, lines []string, nums []int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.q = append(f.q, feedLine{step: step, line: truncateFeedLine(line), num: num})
+	wasEmpty := len(f.q) == f.head
+	if skip := len(lines) - feedQueueCap; skip > 0 {
+		// Only the newest lines of the batch would stay queued.
+		f.skip(len(f.q) - f.head)
+		f.seq += int64(skip)
+		f.dropped += int64(skip)
+		lines, nums = lines[skip:], nums[skip:]
+	}
+	for i, l := range lines {
+		keep, cut := feedCut(l)
+		n := len(keep)
+		if cut {
+			n += len(feedEllipsis)
+		}
+		c := f.room(n)
+		off := len(c.buf)
+		c.buf = append(c.buf, keep...)
+		if cut {
+			c.buf = append(c.buf, feedEllipsis...)
+		}
+		c.refs++
+		f.q = append(f.q, queuedLine{step: step, chunk: c, off: int32(off), n: int32(n), num: nums[i]})
+	}
 	if n := len(f.q) - f.head; n > feedQueueCap {
-		drop := n - feedQueueCap
-		clear(f.q[f.head : f.head+drop])
-		f.head += drop
-		f.seq += int64(drop)
-		f.dropped += int64(drop)
+		f.skip(n - feedQueueCap)
 	}
 	if f.head > 1024 && f.head*2 > len(f.q) {
 		n := copy(f.q, f.q[f.head:])
 		clear(f.q[n:])
 		f.q, f.head = f.q[:n], 0
 	}
-	if !f.delivered && len(f.q)-f.head == 1 {
+	if !f.delivered && wasEmpty && len(f.q) > f.head {
 		// The first line of the job goes out at once and alone.
 		wake(f.wake)
 	}
+}
+
+// room returns the chunk to copy n bytes into (a line the feed posts is at
+// most 1024 UTF-16 units and "...", well under a chunk).
+func (f *feed) room(n int) *feedChunk {
+	if c := f.cur; c != nil && len(c.buf)+n <= cap(c.buf) {
+		return c
+	}
+	old := f.cur
+	if k := len(f.free); k > 0 {
+		f.cur = f.free[k-1]
+		f.free[k-1] = nil
+		f.free = f.free[:k-1]
+	} else {
+		f.cur = &feedChunk{buf: make([]byte, 0, max(feedChunkSize, n))}
+	}
+	if old != nil && old.refs == 0 {
+		f.recycle(old)
+	}
+	return f.cur
+}
+
+// release notes that a line left the queue.
+func (f *feed) release(q queuedLine) {
+	c := q.chunk
+	c.refs--
+	if c.refs == 0 && c != f.cur {
+		f.recycle(c)
+	}
+}
+
+func (f *feed) recycle(c *feedChunk) {
+	c.buf = c.buf[:0]
+	if len(f.free) < feedFreeChunks && cap(c.buf) == feedChunkSize {
+		f.free = append(f.free, c)
+	}
+}
+
+// skip drops the n oldest queued lines.
+func (f *feed) skip(n int) {
+	for _, q := range f.q[f.head : f.head+n] {
+		f.release(q)
+	}
+	clear(f.q[f.head : f.head+n])
+	f.head += n
+	f.seq += int64(n)
+	f.dropped += int64(n)
 }
 
 // requestDrain marks everything queued so far for the next tick, whole
@@ -114,7 +205,10 @@ func (f *feed) take(final bool) ([]feedLine, bool) {
 		n = min(n, maxFeedLinesPerTick)
 	}
 	out := make([]feedLine, n)
-	copy(out, f.q[f.head:f.head+n])
+	for i, q := range f.q[f.head : f.head+n] {
+		out[i] = feedLine{step: q.step, line: string(q.chunk.buf[q.off : q.off+q.n]), num: q.num}
+		f.release(q)
+	}
 	clear(f.q[f.head : f.head+n])
 	f.head += n
 	f.seq += int64(n)
@@ -230,15 +324,16 @@ func (r *Reporter) postFeed(stepID uuid.UUID, b []feedLine) {
 	r.feed.mu.Unlock()
 }
 
-// truncateFeedLine cuts a line longer than 1024 UTF-16 code units (.NET
-// string length) to 1024 units + "...", as JobServerQueue does. Where the
-// cut would split a surrogate pair, .NET leaves half a pair; a Go string
-// cannot hold one, so the whole character is left out.
-func truncateFeedLine(s string) string {
+const feedEllipsis = "..."
+
+// feedCut is how much of a line the feed posts: lines longer than 1024 UTF-16
+// code units (.NET string length) are cut to 1024 units and get "..." (the
+// ellipsis result), as JobServerQueue does. Where the cut would split a
+// surrogate pair, .NET leaves half a pair; a Go string cannot hold one, so
+// the whole character is left out.
+func feedCut(s string) (keep string, ellipsis bool) {
 	if len(s) <= maxFeedLineUnits { // bytes >= UTF-16 units
-		// A copy: the caller's line may share memory with a large buffer,
-		// which the queue must not keep alive.
-		return strings.Clone(s)
+		return s, false
 	}
 	units := 0
 	for i, r := range s {
@@ -247,9 +342,9 @@ func truncateFeedLine(s string) string {
 			n = 2
 		}
 		if units+n > maxFeedLineUnits {
-			return s[:i] + "..." // a new string: the long input is not kept
+			return s[:i], true
 		}
 		units += n
 	}
-	return strings.Clone(s)
+	return s, false
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -31,9 +32,10 @@ const (
 // logger per record, pages of PageSize bytes, each page uploaded as a log of
 // its own when full or when its record completes.
 type logs struct {
-	mu   sync.Mutex
-	byID map[string]*pageLog
-	ts   []byte // timestamp scratch
+	mu    sync.Mutex
+	byID  map[string]*pageLog
+	stamp stamp
+	b     batch // scratch, reused under mu
 }
 
 type pageLog struct {
@@ -61,9 +63,15 @@ func (l *logs) get(id string) *pageLog {
 	return pl
 }
 
-// write appends line to the record's log and, for a step, to the job's log,
-// then queues it for the live console with its number in the record's log.
-func (l *logs) write(r *Reporter, recordID, line string) {
+// maxBatchText bounds the formatted text of one batch: a call with more lines
+// is written in several batches, so the scratch buffer stays small.
+const maxBatchText = 64 << 10
+
+// write appends lines to the record's log and, for a step, to the job's log,
+// then queues them for the live console with their numbers in the record's
+// log. The lines of one call share a timestamp, and are formatted once for
+// both logs.
+func (l *logs) write(r *Reporter, recordID string, lines []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r.finished.Load() { // checked under the lock: Finish's endAll may have run
@@ -77,12 +85,22 @@ func (l *logs) write(r *Reporter, recordID, line string) {
 		}
 		pl = l.get(recordID)
 	}
-	l.ts = r.now().UTC().AppendFormat(l.ts[:0], timestampLayout)
-	num := pl.write(r, l.ts, line)
+	var job *pageLog
 	if recordID != r.jobID {
-		l.get(r.jobID).write(r, l.ts, line)
+		job = l.get(r.jobID)
 	}
-	r.feed.push(recordID, line, num)
+	ts := l.stamp.format(r.now())
+	b := &l.b
+	for len(lines) > 0 {
+		n := b.format(ts, lines, maxBatchText)
+		pl.writeBatch(r, lines[:n], b, true)
+		if job != nil {
+			job.writeBatch(r, lines[:n], b, false)
+		}
+		r.feed.push(recordID, lines[:n], b.nums)
+		lines = lines[n:]
+	}
+	b.reset()
 }
 
 // end closes the record's current page and queues it for upload.
@@ -113,44 +131,133 @@ func (l *logs) endAll(r *Reporter) {
 	}
 }
 
-// write returns the number the line has in this log: the line count before
-// it plus one. Like PagingLogger, a message with embedded newlines counts as
-// that many lines, and a ##[endgroup] closing an open ##[group] counts as
-// none (the web console hides it), so the next line gets its number too.
-func (pl *pageLog) write(r *Reporter, ts []byte, msg string) int64 {
-	num := pl.total + 1
-	if strings.Contains(msg, "##[") {
-		lower := strings.ToLower(msg)
-		if strings.Contains(lower, groupStartTag) {
-			pl.group = true
-		}
-		if pl.group && strings.Contains(lower, groupEndTag) {
-			pl.group = false
-			pl.total--
-		}
-	}
-	pl.total += 1 + int64(strings.Count(msg, "\n"))
+// batch is lines formatted for the page files: "<timestamp> <line>\n" each.
+type batch struct {
+	text []byte
+	meta []lineMeta
+	nums []int64 // the lines' numbers in the record's log
+}
 
-	if pl.w == nil && !pl.openPage(r) {
-		return num
+type lineMeta struct {
+	end int  // end of the line's text in batch.text
+	nl  int  // newlines inside the line: each counts as a line
+	tag bool // contains "##[": may open or close a group
+}
+
+// format formats lines from the first until the text reaches max bytes (at
+// least one line) and returns how many it took.
+func (b *batch) format(ts []byte, lines []string, max int) int {
+	b.text, b.meta, b.nums = b.text[:0], b.meta[:0], b.nums[:0]
+	n := 0
+	for _, line := range lines {
+		if n > 0 && len(b.text) >= max {
+			break
+		}
+		b.text = append(b.text, ts...)
+		b.text = append(b.text, ' ')
+		b.text = append(b.text, line...)
+		b.text = append(b.text, '\n')
+		m := lineMeta{end: len(b.text), tag: strings.Contains(line, "##[")}
+		if strings.IndexByte(line, '\n') >= 0 {
+			m.nl = strings.Count(line, "\n")
+		}
+		b.meta = append(b.meta, m)
+		n++
 	}
-	if pl.broken {
-		return num
+	return n
+}
+
+// reset lets go of a buffer grown by a very long line.
+func (b *batch) reset() {
+	if cap(b.text) > 2*maxBatchText {
+		b.text = nil
 	}
-	pl.w.Write(ts)
-	pl.w.WriteByte(' ')
-	pl.w.WriteString(msg)
-	if err := pl.w.WriteByte('\n'); err != nil {
+}
+
+// writeBatch appends the batch's lines to the log, numbering them into
+// b.nums when number is set. Like PagingLogger, a message with embedded
+// newlines counts as that many lines, and a ##[endgroup] closing an open
+// ##[group] counts as none (the web console hides it), so the next line gets
+// its number too. Consecutive lines of a page go to the file in one write.
+func (pl *pageLog) writeBatch(r *Reporter, lines []string, b *batch, number bool) {
+	run, start := -1, 0 // run: start of the bytes not yet written to the page
+	for i, m := range b.meta {
+		from := start
+		start = m.end
+		if number {
+			b.nums = append(b.nums, pl.total+1)
+		}
+		if m.tag {
+			pl.groupTags(lines[i])
+		}
+		pl.total += 1 + int64(m.nl)
+
+		if pl.w == nil && !pl.openPage(r) {
+			continue
+		}
+		if pl.broken {
+			continue
+		}
+		if run < 0 {
+			run = from
+		}
+		pl.size += m.end - from
+		if pl.size >= r.o.PageSize {
+			pl.put(r, b.text[run:m.end])
+			run = -1
+			pl.endPage(r)
+		}
+	}
+	if run >= 0 {
+		pl.put(r, b.text[run:start])
+	}
+}
+
+func (pl *pageLog) groupTags(msg string) {
+	lower := strings.ToLower(msg)
+	if strings.Contains(lower, groupStartTag) {
+		pl.group = true
+	}
+	if pl.group && strings.Contains(lower, groupEndTag) {
+		pl.group = false
+		pl.total--
+	}
+}
+
+// put writes formatted lines to the current page.
+func (pl *pageLog) put(r *Reporter, p []byte) {
+	if _, err := pl.w.Write(p); err != nil {
 		pl.broken = true
 		pl.warned = true
 		r.log.Warn("log page not writable; lines are missing from the uploaded log", "record", pl.recordID, "page", pl.path, "error", err)
-		return num
 	}
-	pl.size += len(ts) + len(msg) + 2
-	if pl.size >= r.o.PageSize {
-		pl.endPage(r)
+}
+
+// stamp formats log line timestamps, reusing the date and time of day while
+// the second stays the same: only the seven fractional digits change.
+type stamp struct {
+	sec int64
+	buf []byte
+}
+
+// format returns t as timestampLayout; the result is valid until the next call.
+func (s *stamp) format(t time.Time) []byte {
+	t = t.UTC()
+	if sec := t.Unix(); s.buf == nil || sec != s.sec {
+		s.buf = t.AppendFormat(s.buf[:0], timestampLayout)
+		s.sec = sec
+		if len(s.buf) != len(timestampLayout) { // a year outside 0000–9999
+			s.buf = nil
+			return t.AppendFormat(nil, timestampLayout)
+		}
+		return s.buf
 	}
-	return num
+	frac := t.Nanosecond() / 100
+	for i := len(timestampLayout) - 2; i >= len(timestampLayout)-8; i-- {
+		s.buf[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	return s.buf
 }
 
 // openPage starts the next page file; pages are created on first write, so

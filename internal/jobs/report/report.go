@@ -192,11 +192,20 @@ func (r *Reporter) UpdateRecord(rec jobs.Record) {
 // WriteLine appends a line to the record's log (and the job's log for a
 // step) and queues it for the live console.
 func (r *Reporter) WriteLine(recordID, line string) {
-	if r.finished.Load() {
-		r.log.Debug("log line after Finish dropped", "record", recordID)
+	r.WriteLines(recordID, []string{line})
+}
+
+// WriteLines is WriteLine for each line in order, with one lock, one
+// timestamp and one feed enqueue for all of them.
+func (r *Reporter) WriteLines(recordID string, lines []string) {
+	if len(lines) == 0 {
 		return
 	}
-	r.logs.write(r, recordID, line)
+	if r.finished.Load() {
+		r.log.Debug("log lines after Finish dropped", "record", recordID, "lines", len(lines))
+		return
+	}
+	r.logs.write(r, recordID, lines)
 }
 
 // Attach queues a file upload as a record attachment. The file is opened now,

@@ -1,9 +1,11 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -401,6 +403,112 @@ func TestTimestampFormat(t *testing.T) {
 		if got := string(tc.in.UTC().AppendFormat(nil, timestampLayout)); got != tc.want {
 			t.Errorf("%v: %q, want %q", tc.in, got, tc.want)
 		}
+		var st stamp
+		if got := string(st.format(tc.in)); got != tc.want {
+			t.Errorf("stamp %v: %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// The stamp reuses the formatted second: successive times, within a
+	// second, across seconds, backwards, and outside four-digit years.
+	var st stamp
+	rng := rand.New(rand.NewPCG(9, 9))
+	at := time.Date(2026, 12, 31, 23, 59, 58, 0, time.UTC)
+	for i := range 5000 {
+		switch i % 500 {
+		case 100:
+			at = time.Date(9999, 12, 31, 23, 59, 59, 999999900, time.UTC)
+		case 200:
+			at = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)
+		case 300:
+			at = at.Add(-time.Duration(rng.IntN(int(3 * time.Second))))
+		default:
+			at = at.Add(time.Duration(rng.IntN(int(3 * time.Millisecond))))
+		}
+		want := at.UTC().AppendFormat(nil, timestampLayout)
+		if got := st.format(at.In(time.FixedZone("y", -5*3600))); !bytes.Equal(got, want) {
+			t.Fatalf("stamp %v: %q, want %q", at, got, want)
+		}
+	}
+}
+
+// Lines written in batches of any size make the same pages, byte for byte,
+// as the same lines written one at a time, and the same console lines: page
+// ends inside a batch, batches longer than the formatting buffer, lines the
+// feed cuts. (TestLineNumbers covers the numbering of group tags and
+// embedded newlines; the feed numbers a posted batch consecutively.)
+func TestWriteLinesSameAsWriteLine(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	var lines []string
+	for i := range 3000 {
+		var l string
+		switch rng.IntN(12) {
+		case 0:
+			l = "##[group]group " + strconv.Itoa(i)
+		case 1:
+			l = strings.Repeat("long ", 300+rng.IntN(20000))
+		case 2:
+			l = ""
+		default:
+			l = fmt.Sprintf("line %d %s", i, strings.Repeat("x", rng.IntN(120)))
+		}
+		lines = append(lines, l)
+	}
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 600000000, time.UTC)
+	run := func(batched bool) (*fake, string) {
+		f := newFake(t)
+		o := f.options(t)
+		o.PageSize = 5000
+		o.PlanVersion = 7
+		o.Clock = func() time.Time { return clock }
+		r := mustNew(t, o)
+		step := "8b0d4b32-65d9-4c77-9a53-7f2ac1cb1f0e"
+		r.UpdateRecord(jobRecord(f, jobs.StateInProgress))
+		r.UpdateRecord(stepRecord(f, step, 1))
+		r.WriteLine(f.jobID, "job line")
+		for rest := lines; len(rest) > 0; {
+			n := 1
+			if batched {
+				n = min(len(rest), 1+rng.IntN(400))
+			}
+			if n == 1 {
+				r.WriteLine(step, rest[0])
+			} else {
+				r.WriteLines(step, rest[:n])
+			}
+			rest = rest[n:]
+		}
+		s := stepRecord(f, step, 1)
+		s.State = jobs.StateCompleted
+		r.UpdateRecord(s)
+		if err := finish(t, r, jobs.Completion{}); err != nil {
+			t.Fatal(err)
+		}
+		f.checkProblems(t)
+		return f, step
+	}
+	one, step := run(false)
+	many, _ := run(true)
+	for _, ids := range [][2]string{{step, step}, {one.jobID, many.jobID}} {
+		a, b := one.pages(ids[0]), many.pages(ids[1])
+		if len(a) < 10 {
+			t.Fatalf("log of %s: %d pages, want many", ids[0], len(a))
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("log of %s: written in batches, %d pages differ from %d written line by line", ids[0], len(b), len(a))
+		}
+	}
+	// Every console line posted has its number in the step's log and is
+	// cut to the feed's limit.
+	for _, f := range []*fake{one, many} {
+		got := f.feedLines[step]
+		if len(got) == 0 {
+			t.Fatal("no console lines posted")
+		}
+		for n, l := range got {
+			if want := truncateFeedLine(lines[n-1]); l != want {
+				t.Fatalf("console line %d: %.40q, want %.40q", n, l, want)
+			}
+		}
 	}
 }
 
@@ -410,17 +518,39 @@ func TestLineNumbers(t *testing.T) {
 	pl := &pageLog{}
 	r := &Reporter{o: Options{PagesDir: t.TempDir(), PageSize: 1 << 20}}
 	r.log = discardLogger()
-	var got []int64
-	for _, l := range []string{"a", "two\nlines", "##[group]G", "in group", "##[endgroup]", "after", "##[ENDGROUP]", "x"} {
-		got = append(got, pl.write(r, []byte("ts"), l))
-	}
+	lines := []string{"a", "two\nlines", "##[group]G", "in group", "##[endgroup]", "after", "##[ENDGROUP]", "x"}
 	want := []int64{1, 2, 4, 5, 6, 6, 7, 8}
+	// In one batch, and one line at a time (the count carries over).
+	var b batch
+	b.format([]byte("ts"), lines, maxBatchText)
+	pl.writeBatch(r, lines, &b, true)
+	if !reflect.DeepEqual(b.nums, want) {
+		t.Errorf("line numbers %v, want %v", b.nums, want)
+	}
+	var got []int64
+	for _, l := range lines {
+		b.format([]byte("ts"), []string{l}, maxBatchText)
+		pl.writeBatch(r, []string{l}, &b, true)
+		got = append(got, b.nums...)
+	}
+	for i := range want {
+		want[i] += 8
+	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("line numbers %v, want %v", got, want)
+		t.Errorf("line numbers after the first batch %v, want %v", got, want)
 	}
 	if pl.f != nil {
 		pl.f.Close()
 	}
+}
+
+// truncateFeedLine is a line as the feed posts it.
+func truncateFeedLine(s string) string {
+	keep, cut := feedCut(s)
+	if cut {
+		return keep + feedEllipsis
+	}
+	return keep
 }
 
 func TestTruncateFeedLine(t *testing.T) {
@@ -841,3 +971,88 @@ func TestMemoryFlat(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// The feed queue copies lines into reused chunks: what comes out is what
+// went in (cut to the feed's limit), in order, the oldest skipped beyond the
+// cap, however pushes and takes interleave, and the chunks stay few.
+func TestFeedQueueReusesChunks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	var f feed
+	f.init(time.Second)
+	f.delivered = true
+	type want struct {
+		line string
+		num  int64
+	}
+	var model []want
+	num := int64(0)
+	chunks := map[*feedChunk]bool{}
+	for round := range 400 {
+		var lines []string
+		var nums []int64
+		size := rng.IntN(300)
+		if round%50 == 49 {
+			size = feedQueueCap + rng.IntN(100) // more than the queue holds
+		}
+		for range size {
+			num++
+			var l string
+			switch rng.IntN(10) {
+			case 0:
+				l = strings.Repeat("é", 600+rng.IntN(600))
+			case 1:
+				l = ""
+			default:
+				l = fmt.Sprintf("line %d %s", num, strings.Repeat("y", rng.IntN(200)))
+			}
+			lines = append(lines, l)
+			nums = append(nums, num)
+			model = append(model, want{truncateFeedLine(l), num})
+		}
+		f.push("step", lines, nums)
+		if len(model) > feedQueueCap {
+			model = model[len(model)-feedQueueCap:]
+		}
+		// What is queued still reads as pushed.
+		if n := len(f.q) - f.head; n != len(model) {
+			t.Fatalf("round %d: %d lines queued, want %d", round, n, len(model))
+		}
+		live, bytes := map[*feedChunk]bool{}, 0
+		for i, q := range f.q[f.head:] {
+			chunks[q.chunk], live[q.chunk] = true, true
+			bytes += int(q.n)
+			if text := string(q.chunk.buf[q.off : q.off+q.n]); text != model[i].line {
+				t.Fatalf("round %d: queued line %d reads %.30q, want %.30q", round, i, text, model[i].line)
+			}
+		}
+		// Memory follows what is queued: chunks are filled in turn, so
+		// only the first and the last can be partly empty (a chunk also
+		// ends early when the next line does not fit: at most 3 KiB).
+		if maxLive := bytes/(feedChunkSize-3<<10) + 2; len(live) > maxLive {
+			t.Fatalf("round %d: %d chunks hold %d queued bytes", round, len(live), bytes)
+		}
+		if rng.IntN(3) == 0 {
+			got, _ := f.take(false)
+			n := min(len(model), maxFeedLinesPerTick)
+			if len(got) != n {
+				t.Fatalf("round %d: took %d lines, want %d", round, len(got), n)
+			}
+			for i, g := range got {
+				if g.line != model[i].line || g.num != model[i].num || g.step != "step" {
+					t.Fatalf("round %d: line %d is %.30q (%d), want %.30q (%d)", round, i, g.line, g.num, model[i].line, model[i].num)
+				}
+			}
+			model = model[n:]
+		}
+	}
+	got, _ := f.take(true)
+	if len(got) != len(model) {
+		t.Fatalf("final take: %d lines, want %d", len(got), len(model))
+	}
+	for i, g := range got {
+		if g.line != model[i].line || g.num != model[i].num {
+			t.Fatalf("final take, line %d: %.30q, want %.30q", i, g.line, model[i].line)
+		}
+	}
+	t.Logf("%d lines pushed through %d chunks", num, len(chunks))
+}

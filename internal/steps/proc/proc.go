@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Default grace periods after SIGINT and after SIGTERM.
@@ -103,10 +106,15 @@ func Run(ctx context.Context, c Cmd) (Result, error) {
 		out.abort()
 		return Result{ExitCode: -1}, fmt.Errorf("start %s: %w", c.Path, err)
 	}
-	out.start()
+	exited := make(chan struct{})
+	out.start(exited)
 	pgid := cmd.Process.Pid
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		close(exited)
+		done <- err
+	}()
 
 	var waitErr error
 	canceled, killed := false, false
@@ -164,12 +172,25 @@ signals:
 }
 
 // outputs copies the child's stdout and stderr through pipes we own.
+//
+// The read ends are plain non-blocking descriptors that the copying
+// goroutines wait on with poll(2), not files in Go's network poller: a
+// process printing a line per write(2) would otherwise wake the poller once
+// per line even while the reader is not waiting (see copy), which costs more
+// CPU than handling the line.
 type outputs struct {
 	pipes []*outPipe
+	// stop is closed when the rest of the output is to be dropped; closing
+	// the write end of the wake pipe ends every poll on a read end.
+	stop       chan struct{}
+	wakeR      int
+	wakeW      *os.File
+	wakeClosed bool
 }
 
 type outPipe struct {
-	r, w *os.File
+	r    int      // read end: ours, non-blocking
+	w    *os.File // write end: the child's
 	dst  io.Writer
 	done chan struct{}
 }
@@ -178,8 +199,10 @@ type outPipe struct {
 // file is passed through; one writer given for both streams gets one pipe,
 // so its writes stay serialized.
 func (o *outputs) open(stdout, stderr io.Writer) (io.Writer, io.Writer, error) {
+	o.wakeR = -1
 	so, err := o.pipeFor(stdout)
 	if err != nil {
+		o.abort()
 		return nil, nil, err
 	}
 	if same(stdout, stderr) {
@@ -200,12 +223,43 @@ func (o *outputs) pipeFor(w io.Writer) (io.Writer, error) {
 	if f, ok := w.(*os.File); ok {
 		return f, nil
 	}
-	r, pw, err := os.Pipe()
+	if o.stop == nil {
+		r, w, err := pipe()
+		if err != nil {
+			return nil, err
+		}
+		o.stop, o.wakeR, o.wakeW = make(chan struct{}), r, w
+	}
+	r, pw, err := pipe()
 	if err != nil {
 		return nil, err
 	}
+	if err := syscall.SetNonblock(r, true); err != nil {
+		syscall.Close(r)
+		pw.Close()
+		return nil, fmt.Errorf("output pipe: %w", err)
+	}
 	o.pipes = append(o.pipes, &outPipe{r: r, w: pw, dst: w, done: make(chan struct{})})
 	return pw, nil
+}
+
+// pipe returns a pipe's read end as a descriptor and its write end as a
+// blocking file, both close-on-exec (the child gets the write end by dup2).
+func pipe() (int, *os.File, error) {
+	var fd [2]int
+	// ForkLock: no process started meanwhile may inherit the pipe (pipe2
+	// with O_CLOEXEC is not on every Unix).
+	syscall.ForkLock.RLock()
+	err := syscall.Pipe(fd[:])
+	if err == nil {
+		syscall.CloseOnExec(fd[0])
+		syscall.CloseOnExec(fd[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return -1, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	return fd[0], os.NewFile(uintptr(fd[1]), "|1"), nil
 }
 
 func same(a, b io.Writer) bool {
@@ -218,19 +272,120 @@ func same(a, b io.Writer) bool {
 
 func (o *outputs) abort() {
 	for _, p := range o.pipes {
-		p.r.Close()
+		syscall.Close(p.r)
 		p.w.Close()
+	}
+	o.closeWake()
+	if o.wakeR >= 0 {
+		syscall.Close(o.wakeR)
 	}
 }
 
-// start closes our copies of the write ends and copies until EOF.
-func (o *outputs) start() {
+func (o *outputs) closeWake() {
+	if o.wakeW != nil && !o.wakeClosed {
+		o.wakeClosed = true
+		close(o.stop)
+		o.wakeW.Close()
+	}
+}
+
+// start closes our copies of the write ends and copies until EOF. exited
+// is closed when the process has exited.
+func (o *outputs) start(exited <-chan struct{}) {
 	for _, p := range o.pipes {
 		p.w.Close()
 		go func(p *outPipe) {
 			defer close(p.done)
-			_, _ = io.Copy(p.dst, p.r)
+			p.copy(exited, o.stop, o.wakeR)
 		}(p)
+	}
+}
+
+const (
+	// readSize is the pipe read buffer: a Linux pipe holds 64 KiB.
+	readSize = 64 << 10
+	// smallRead: a read this short means the process writes little at a
+	// time, often one line per write(2). Reading again at once would take
+	// the next line alone, a wake-up of the reader per line that costs more
+	// CPU than handling the line; waiting coalesceDelay first lets lines
+	// pile up in the pipe, so that they are handled a batch per wake-up.
+	// A few hundred lines arrive in that time from a shell loop, and a
+	// console line is late by at most that much.
+	smallRead     = 4 << 10
+	coalesceDelay = time.Millisecond
+	// A read after the wait that fills half the buffer means the process
+	// writes fast enough that waiting could leave it blocked on a full pipe:
+	// the next this many short reads do not wait.
+	noCoalesceReads = 256
+)
+
+// copy reads the pipe until EOF or stop and writes what it reads to dst.
+func (p *outPipe) copy(exited, stop <-chan struct{}, wake int) {
+	buf := make([]byte, readSize)
+	waited, skip := false, 0
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		n, err := syscall.Read(p.r, buf)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			if !readable(p.r, wake) {
+				return
+			}
+			continue
+		case err != nil || n <= 0: // EOF
+			return
+		}
+		if _, err := p.dst.Write(buf[:n]); err != nil {
+			return
+		}
+		if waited && n >= readSize/2 {
+			skip = noCoalesceReads
+		}
+		waited = false
+		if n >= smallRead {
+			continue
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		t := time.NewTimer(coalesceDelay)
+		select {
+		case <-t.C:
+			waited = true
+		case <-exited:
+			// Nothing more will come but what is in the pipe (and what a
+			// background child writes): read it now and don't wait again.
+			t.Stop()
+			skip = math.MaxInt
+		case <-stop:
+			t.Stop()
+			return
+		}
+	}
+}
+
+// readable waits until fd can be read (data, EOF or an error) and reports
+// true, or until the wake pipe is closed and reports false.
+func readable(fd, wake int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wake), Events: unix.POLLIN}}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || fds[1].Revents != 0 {
+			return false
+		}
+		if fds[0].Revents != 0 {
+			return true
+		}
 	}
 }
 
@@ -250,9 +405,13 @@ func (o *outputs) wait(delay time.Duration) bool {
 			break
 		}
 	}
+	o.closeWake() // ends a copy still waiting for output
 	for _, p := range o.pipes {
-		p.r.Close() // unblocks a copy still reading
 		<-p.done
+		syscall.Close(p.r) // only now: the copy no longer reads it
+	}
+	if o.wakeR >= 0 {
+		syscall.Close(o.wakeR)
 	}
 	return timedOut
 }
