@@ -26,7 +26,7 @@ import (
 
 // msgEmbedded is logged once per step that runs without bash.
 const msgEmbedded = "bash was not found on this step's PATH, so goagent runs the script in its embedded POSIX shell interpreter (mvdan.cc/sh). " +
-	"Its limits: besides the shell builtins it has only cat, ls, cp, mv, rm, mkdir, touch, chmod, find, xargs, base64, mktemp, shasum, tar and gzip built in (mvdan.cc/sh/moreinterp); " +
+	"Its limits: besides the shell builtins it has only cat, ls, cp, mv, rm, mkdir, touch, chmod, find, xargs, base64, mktemp, shasum, tar and gzip built in (mvdan.cc/sh/moreinterp), and sleep; " +
 	"every other command (grep, sed, curl, …) must exist in the image; " +
 	"no job control; trap handles only EXIT and ERR (no signal traps); $$ and $! are not process ids; " +
 	"some bash extensions are missing or differ. Use an image that has bash for full compatibility."
@@ -450,6 +450,9 @@ func (s *shell) exec(ctx context.Context, args []string) error {
 		}
 		// Scratch images have no coreutils: the common ones are built in,
 		// used only when the image has no such command.
+		if args[0] == "sleep" {
+			return sleepCommand(ctx, hc.Stderr, args[1:])
+		}
 		return coreutils.ExecHandler(func(ctx context.Context, args []string) error {
 			fmt.Fprintf(hc.Stderr, "%s: command not found\n", args[0])
 			return interp.ExitStatus(127)
