@@ -374,8 +374,8 @@ func (jr *jobRun) initialize(con *console, rec *Record, runs []*stepRun, checkou
 	for _, w := range warnings {
 		con.Warning(w)
 	}
-	if len(jr.msg.JobContainer) > 0 && string(jr.msg.JobContainer) != "null" {
-		con.Error("Container jobs are not supported by goagent: this job asks to run in a container (jobContainer). Run it on an agent with Docker (the official agent), or remove 'container:' from the job.")
+	if problem := containerProblem(jr.msg); problem != "" {
+		con.Error(problem)
 		return false
 	}
 	if v, ok := jr.vars.Get("system.hosttype"); ok && v != "" && !strings.EqualFold(v, "build") {
