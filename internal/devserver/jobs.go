@@ -214,6 +214,7 @@ func (s *Server) QueueJob(msg *wire.JobRequestMessage, opts QueueOptions) (*Job,
 	m.RequestID = requestID
 	s.tokens[tokenKey(tok)] = j.tokenRef
 	s.fillMessage(j)
+	s.builds.register(m, now)
 
 	tl := plan.timelines[m.Timeline.ID]
 	tl.addJobRecord(j, now)

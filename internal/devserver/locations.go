@@ -52,6 +52,10 @@ var locationTable = []location{
 	{ID: wire.LocationFeed, ResourceName: "feed", RouteTemplate: "{scopeIdentifier}/_apis/{area}/hubs/{hubName}/plans/{planId}/timelines/{timelineId}/records/{recordId}/{resource}", ResourceVersion: 1, MinVersion: "4.0"},
 	{ID: wire.LocationLogs, ResourceName: "logs", RouteTemplate: "{scopeIdentifier}/_apis/{area}/hubs/{hubName}/plans/{planId}/{resource}/{logId}", ResourceVersion: 1, MinVersion: "2.0"},
 	{ID: wire.LocationAttachments, ResourceName: "attachments", RouteTemplate: "{scopeIdentifier}/_apis/{area}/hubs/{hubName}/plans/{planId}/timelines/{timelineId}/records/{recordId}/{resource}/{type}/{name}", ResourceVersion: 1, MinVersion: "2.0"},
+	// The Build area (build.go); resource versions as azure-devops-go-api v7
+	// requests them (7.1-preview.7, 7.1-preview.3).
+	{ID: wire.LocationBuilds, Area: wire.AreaBuild, ResourceName: "builds", RouteTemplate: "{project}/_apis/{area}/{resource}/{buildId}", ResourceVersion: 7, MinVersion: "2.0"},
+	{ID: wire.LocationBuildTags, Area: wire.AreaBuild, ResourceName: "tags", RouteTemplate: "{project}/_apis/{area}/builds/{buildId}/{resource}/{tag}", ResourceVersion: 3, MinVersion: "2.0"},
 }
 
 // newLocations returns the table with area, versions and compiled routes filled.
@@ -59,7 +63,9 @@ func newLocations() []*location {
 	out := make([]*location, 0, len(locationTable))
 	for _, l := range locationTable {
 		l := l
-		l.Area = wire.AreaDistributedTask
+		if l.Area == "" {
+			l.Area = wire.AreaDistributedTask
+		}
 		l.MaxVersion = maxAPIVersion
 		l.ReleasedVersion = releasedAPIVersion
 		for _, s := range strings.Split(l.RouteTemplate, "/") {

@@ -51,11 +51,10 @@ type planCtx struct {
 func (s *Server) handlePlan(q *request) *apiError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if q.p.kind != kindJob {
-		s.violation(nil, "%s %s used a %s; plan routes take the job's access token from SystemVssConnection", q.r.Method, q.r.URL.Path, q.p.kind)
-		return accessDenied("Access denied. %s does not have permission to access orchestration plans.", q.p.displayName)
+	job, aerr := s.jobCaller(q, "plan routes", "access orchestration plans")
+	if aerr != nil {
+		return aerr
 	}
-	job := s.jobs[q.p.token.jobID]
 	planID := strings.ToLower(q.vals["planId"])
 	if planID != q.p.token.planID {
 		s.violation(job, "the access token of job %s was used for plan %s", q.p.token.jobID, q.vals["planId"])

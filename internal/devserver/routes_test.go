@@ -24,7 +24,12 @@ var wantRoutes = map[string]string{
 	wire.LocationFeed:         "{scopeIdentifier}/_apis/{area}/hubs/{hubName}/plans/{planId}/timelines/{timelineId}/records/{recordId}/{resource}",
 	wire.LocationLogs:         "{scopeIdentifier}/_apis/{area}/hubs/{hubName}/plans/{planId}/{resource}/{logId}",
 	wire.LocationAttachments:  "{scopeIdentifier}/_apis/{area}/hubs/{hubName}/plans/{planId}/timelines/{timelineId}/records/{recordId}/{resource}/{type}/{name}",
+	wire.LocationBuilds:       "{project}/_apis/{area}/{resource}/{buildId}",
+	wire.LocationBuildTags:    "{project}/_apis/{area}/builds/{buildId}/{resource}/{tag}",
 }
+
+// wantArea is the area of each location: distributedtask unless listed.
+var wantArea = map[string]string{wire.LocationBuilds: "build", wire.LocationBuildTags: "build"}
 
 func TestOptionsServesTheLocations(t *testing.T) {
 	s := startServer(t, devserver.Options{})
@@ -48,7 +53,11 @@ func TestOptionsServesTheLocations(t *testing.T) {
 		if want, ok := wantRoutes[l.ID]; !ok || l.RouteTemplate != want {
 			t.Errorf("%s (%s): template %q, want %q", l.ID, l.ResourceName, l.RouteTemplate, want)
 		}
-		if l.Area != "distributedtask" || l.MaxVersion != "7.2" || l.ReleasedVersion != "7.1" || l.MinVersion == "" || l.ResourceVersion < 1 {
+		area := wantArea[l.ID]
+		if area == "" {
+			area = "distributedtask"
+		}
+		if l.Area != area || l.MaxVersion != "7.2" || l.ReleasedVersion != "7.1" || l.MinVersion == "" || l.ResourceVersion < 1 {
 			t.Errorf("%s: area %q versions %q/%q/%q res %d", l.ResourceName, l.Area, l.MinVersion, l.MaxVersion, l.ReleasedVersion, l.ResourceVersion)
 		}
 	}

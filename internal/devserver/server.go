@@ -153,7 +153,8 @@ type Server struct {
 	bugs          []string
 	subs          map[*subscription]struct{}
 
-	repos repoTable // repositories served at ORG/PROJECT/_git/NAME (repos.go)
+	repos  repoTable  // repositories served at ORG/PROJECT/_git/NAME (repos.go)
+	builds buildTable // the Build area (build.go)
 }
 
 // Start listens and serves until Close (or ctx ends).
@@ -520,6 +521,8 @@ func (s *Server) dispatch(q *request) *apiError {
 		return s.handleJobRequests(q)
 	case "events", "timelines", "records", "feed", "logs", "attachments":
 		return s.handlePlan(q)
+	case "builds", "tags":
+		return s.handleBuild(q)
 	}
 	return notFound(exResourceNotFound, "No handler for %s.", q.loc.ResourceName)
 }

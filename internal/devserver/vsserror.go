@@ -47,6 +47,11 @@ var typeNames = map[string]string{
 	exArgumentNull:     "System.ArgumentNullException, mscorlib",
 	exTooLarge:         "Microsoft.VisualStudio.Services.WebApi.VssRequestContentTooLargeException, Microsoft.VisualStudio.Services.WebApi",
 	exService:          "Microsoft.VisualStudio.Services.Common.VssServiceException, Microsoft.VisualStudio.Services.Common",
+
+	// The Build area (build.go).
+	exBuildNotFound:     "Microsoft.TeamFoundation.Build.WebApi.BuildNotFoundException, Microsoft.TeamFoundation.Build2.WebApi",
+	exBuildNumberFormat: "Microsoft.TeamFoundation.Build.WebApi.InvalidBuildNumberException, Microsoft.TeamFoundation.Build2.WebApi",
+	exProjectNotFound:   "Microsoft.TeamFoundation.Core.WebApi.ProjectDoesNotExistException, Microsoft.TeamFoundation.Core.WebApi",
 }
 
 // wrappedException is the VSS error body (azure-devops-go-api WrappedError).

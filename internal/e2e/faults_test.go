@@ -194,9 +194,10 @@ func TestUnexpectedMessages(t *testing.T) {
 			if p.exited() {
 				t.Fatalf("the agent exited on the message:\n%s", p.output())
 			}
-			if !strings.Contains(p.output(), tc.logSays) {
-				t.Errorf("the log does not mention %q:\n%s", tc.logSays, p.output())
-			}
+			// The log line may follow the acknowledgement.
+			eventually(t, "the log to mention "+strconv.Quote(tc.logSays), func() bool {
+				return strings.Contains(p.output(), tc.logSays)
+			})
 			j := w.queue(t, scriptJob("after the message", "echo still here"))
 			expectResult(t, j, "succeeded", p)
 			p.expectExit(t, 0)

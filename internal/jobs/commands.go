@@ -220,20 +220,9 @@ func (s *stepRun) runCommand(con *console, cmd *logcmd.Command) error {
 	case "build.uploadlog":
 		return s.attach(cmd, "DistributedTask.Core.Log", "CustomToolLog")
 	case "build.updatebuildnumber":
-		n := strings.TrimSpace(cmd.Data)
-		if n == "" {
-			return fmt.Errorf("Build number cannot be empty")
-		}
-		jr.vars.SetReadOnly("build.buildNumber", n, false)
-		// The official worker also renames the build on the service; goagent
-		// has no build-service client.
-		con.Warning(fmt.Sprintf("##vso[build.updatebuildnumber]: Build.BuildNumber is now '%s' for the rest of this job, but goagent does not rename the run on Azure DevOps (it has no Build service client). Set the run name with 'name:' in the pipeline instead.", n))
+		return s.updateBuildNumber(con, cmd)
 	case "build.addbuildtag":
-		tag := strings.TrimSpace(cmd.Data)
-		if tag == "" {
-			return fmt.Errorf("Tag cannot be empty")
-		}
-		con.Warning(fmt.Sprintf("##vso[build.addbuildtag]: the tag '%s' was not added: goagent does not call the Build service. Tag the run from a job on the official agent, or with the REST API (PUT _apis/build/builds/{buildId}/tags/{tag}).", tag))
+		return s.addBuildTag(con, cmd)
 	case "task.logdetail":
 		// Detail timelines only decorate the web UI's task view; goagent
 		// writes the detail to the log instead of creating a sub-timeline

@@ -77,7 +77,7 @@ func TestEmulatorLoggingCommands(t *testing.T) {
 		`echo "PATH=$PATH"`,
 		`echo "secret new-endpoint-secret-77"`,
 	}, "\n")})
-	m := emuMessage(map[string]wire.VariableValue{"system.debug": {Value: "true"}}, specs...)
+	m := emuMessage(map[string]wire.VariableValue{"system.debug": {Value: "true"}, "build.buildId": {Value: "5", IsReadonly: true}}, specs...)
 	m.Resources.Endpoints = append(m.Resources.Endpoints, wire.ServiceEndpoint{
 		ID: svc, Name: "svc", Type: "generic", URL: "https://127.0.0.1:9/svc",
 		Authorization: wire.EndpointAuth{Scheme: "UsernamePassword", Parameters: map[string]string{"username": "svc-user-name", "password": "old-password-1234"}},
@@ -97,6 +97,11 @@ func TestEmulatorLoggingCommands(t *testing.T) {
 		"detail detail text", "##[debug]dbg message",
 		"##[debug]Processed: ##vso[task.setvariable variable=v1]val1",
 		"##vso[tasksetvariable]x", "not a ##vso command", "##VSO[task.setvariable variable=upper]x",
+		// The Build service calls, awaited when the step ends.
+		"##[section]Async Command Start: Update Build Number", "Update build number to 1.2.3 for build 5",
+		"##[section]Async Command End: Update Build Number",
+		"##[section]Async Command Start: Add Build Tag", "Build '5' has following tags now: mytag",
+		"##[section]Async Command End: Add Build Tag",
 	} {
 		if !hasLine(log, want) {
 			t.Errorf("commands log lacks %q", want)
@@ -110,7 +115,6 @@ func TestEmulatorLoggingCommands(t *testing.T) {
 	warnings := issues(r, "warning")
 	wantWarnings := []string{
 		"a.go(3,4): warning W1: careful",
-		"##vso[build.updatebuildnumber]", "##vso[build.addbuildtag]",
 		"##vso[telemetry.publish] was ignored", "##vso[results.publish] was ignored",
 		"##vso[results.publishtoevidencestore] was ignored", "##vso[codecoverage.publish] was ignored",
 		"Cannot find command extension for ##vso[nosuch.command]. " + docLink,
@@ -172,6 +176,9 @@ func TestEmulatorLoggingCommands(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("attachments\n%v\nwant\n%v", got, want)
+	}
+	if b, ok := j.Build(); !ok || b.Number != "1.2.3" || strings.Join(b.Tags, ",") != "mytag" {
+		t.Errorf("the emulator's build: %+v %v", b, ok)
 	}
 	l.checkViolations()
 }

@@ -67,6 +67,9 @@ type Job struct {
 	// Hard, when done, kills every step process at once (the listener's
 	// cancel timeout expired). Nil means never.
 	Hard <-chan struct{}
+	// Build serves build.updatebuildnumber and build.addbuildtag; nil makes
+	// them fail.
+	Build BuildService
 }
 
 // Run executes a job and returns its result. ctx ending means the job was
@@ -84,6 +87,8 @@ type jobRun struct {
 	rep  Reporter
 	hard <-chan struct{}
 	log  *slog.Logger
+
+	build BuildService
 
 	masker *mask.Masker
 	vars   *Variables
@@ -115,7 +120,7 @@ func newJobRun(r *Runner, job Job) *jobRun {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	jr := &jobRun{r: r, msg: job.Message, rep: job.Reporter, hard: job.Hard, log: log, processTag: "vsts_" + uuid.NewString()}
+	jr := &jobRun{r: r, msg: job.Message, rep: job.Reporter, hard: job.Hard, log: log, build: job.Build, processTag: "vsts_" + uuid.NewString()}
 	jr.minSecret = secretMinLength(r, job.Message)
 	jr.masker = mask.New(mask.Options{MinLength: jr.minSecret})
 	jr.endpoints = append([]wire.ServiceEndpoint(nil), job.Message.Resources.Endpoints...)

@@ -30,6 +30,7 @@ type stepRun struct {
 	cmdResult string            // merged from task.complete and failed commands
 	taskVars  map[string]string // task.settaskvariable
 	con       *console
+	async     asyncCommands // build.updatebuildnumber, build.addbuildtag
 }
 
 func (s *stepRun) console() *console {
@@ -252,6 +253,7 @@ func (s *stepRun) execute(jobCtx context.Context) {
 		s.cmdResult = ""
 		s.mu.Unlock()
 	}
+	result = s.awaitAsync(result)
 	if result == ResultFailed && s.step.ContinueOnError {
 		result = ResultSucceededWithIssues
 	}
@@ -292,21 +294,8 @@ func (s *stepRun) attempt(jobCtx context.Context) string {
 			}
 		}()
 	}
-	s.mu.Lock()
-	s.cancelFn = cancel
-	s.mu.Unlock()
-	jr.mu.Lock()
-	jr.current = s
-	alreadyShutdown := jr.shutdown
-	jr.mu.Unlock()
-	defer func() {
-		jr.mu.Lock()
-		jr.current = nil
-		jr.mu.Unlock()
-		s.mu.Lock()
-		s.cancelFn = nil
-		s.mu.Unlock()
-	}()
+	alreadyShutdown, _, release := s.becomeCurrent(cancel)
+	defer release()
 	if alreadyShutdown {
 		cancel(ErrAgentShutdown)
 	}

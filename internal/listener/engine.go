@@ -56,7 +56,7 @@ func (e *Engine) RunJob(ctx context.Context, job *Job) (string, error) {
 	}()
 	r := *e.Runner
 	r.Agent.RunOnce = job.RunOnce
-	return r.Run(ctx, jobs.Job{Message: msg, Reporter: rep, Hard: job.Hard})
+	return r.Run(ctx, jobs.Job{Message: msg, Reporter: rep, Hard: job.Hard, Build: report.NewBuildService(job.Client)})
 }
 
 var _ JobRunner = (*Engine)(nil)

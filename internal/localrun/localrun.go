@@ -112,6 +112,10 @@ type Summary struct {
 	Start   time.Time   `json:"start"`
 	Finish  time.Time   `json:"finish"`
 	Jobs    []JobResult `json:"jobs"`
+	// BuildNumber is the run's final name when a job renamed it
+	// (##vso[build.updatebuildnumber]); Tags are the tags jobs added.
+	BuildNumber string   `json:"buildNumber,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
 }
 
 // JobResult is one job of the run.
@@ -546,6 +550,7 @@ func (r *runState) run(ctx context.Context) (*Summary, error) {
 	sum.Finish = time.Now()
 	sum.Jobs = results(order)
 	sum.Result = overall(order, interrupted)
+	sum.BuildNumber, sum.Tags = r.buildState()
 	r.footer(sum)
 	switch {
 	case interrupted:
@@ -554,6 +559,23 @@ func (r *runState) run(ctx context.Context) (*Summary, error) {
 		return sum, fmt.Errorf("%w: %s", ErrFailed, failureCause(sum))
 	}
 	return sum, nil
+}
+
+// buildState is the run's build as its jobs left it in the emulator: the
+// number when one renamed it, and the tags they added.
+func (r *runState) buildState() (string, []string) {
+	for _, h := range r.srv.Jobs() {
+		if !strings.EqualFold(h.PlanID(), r.pl.PlanID) {
+			continue
+		}
+		if b, ok := h.Build(); ok {
+			if b.Number == r.pl.Name {
+				return "", b.Tags
+			}
+			return b.Number, b.Tags
+		}
+	}
+	return "", nil
 }
 
 func results(order []*jobRun) []JobResult {
@@ -945,6 +967,15 @@ func (r *runState) footer(s *Summary) {
 		for _, e := range errs {
 			p.println("  " + p.style(ansiRed, e))
 		}
+	}
+	if s.BuildNumber != "" || len(s.Tags) > 0 {
+		p.println("")
+	}
+	if s.BuildNumber != "" {
+		p.println(p.style(ansiDim, "Run renamed to ") + s.BuildNumber)
+	}
+	if len(s.Tags) > 0 {
+		p.println(p.style(ansiDim, "Tags: ") + strings.Join(s.Tags, ", "))
 	}
 	p.println("")
 	verdict := map[string]string{

@@ -83,7 +83,10 @@ jobs:
   condition: eq(dependencies.A.outputs['s.v'], 'x')
   steps:
   - checkout: none
-  - script: echo "B ran"
+  - script: |
+      echo "B ran"
+      echo "##vso[build.updatebuildnumber]renamed-7"
+      echo "##vso[build.addbuildtag]local"
 `)
 	out := newConsole("")
 	pool := t.TempDir()
@@ -97,7 +100,7 @@ jobs:
 		t.Fatalf("run: %v\n%s", err, out)
 	}
 	text := out.String()
-	for _, s := range []string{"hello tester from local-agent", "secret: ***", "B ran", "Pipeline succeeded"} {
+	for _, s := range []string{"hello tester from local-agent", "secret: ***", "B ran", "Pipeline succeeded", "Run renamed to renamed-7", "Tags: local"} {
 		if !strings.Contains(text, s) {
 			t.Errorf("the console lacks %q:\n%s", s, text)
 		}
@@ -107,6 +110,9 @@ jobs:
 	}
 	if sum.Result != "succeeded" || len(sum.Jobs) != 2 || sum.Jobs[0].Result != "succeeded" || sum.Jobs[1].Result != "succeeded" {
 		t.Fatalf("summary %+v", sum)
+	}
+	if sum.BuildNumber != "renamed-7" || strings.Join(sum.Tags, ",") != "local" {
+		t.Errorf("the summary's build number %q and tags %q", sum.BuildNumber, sum.Tags)
 	}
 	if info.Server == nil || info.RunID != sum.RunID || info.Pipeline == nil || len(info.Pipeline.Jobs) != 2 {
 		t.Errorf("OnStart got %+v", info)
@@ -147,7 +153,7 @@ jobs:
 	if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), `job A failed at step "Break"`) {
 		t.Fatalf("error %v\n%s", err, out)
 	}
-	if sum.Result != "failed" || sum.Jobs[1].Result != "skipped" || sum.Jobs[1].Reason != "condition succeeded() was false" {
+	if sum.Result != "failed" || sum.Jobs[1].Result != "skipped" || sum.Jobs[1].Reason != "condition succeeded() was false" || sum.BuildNumber != "" || len(sum.Tags) != 0 {
 		t.Errorf("summary %+v", sum)
 	}
 }

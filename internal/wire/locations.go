@@ -33,6 +33,26 @@ const (
 	ResourceAreaTaskAgent = "a85b8835-c1a1-4aac-ae97-1c3d0ba72dbd"
 )
 
+// Build area locations the build.updatebuildnumber and build.addbuildtag
+// logging commands call (BuildServer.cs: UpdateBuildAsync, AddBuildTagAsync,
+// AddBuildTagsAsync). Routes: LocationBuilds {project}/_apis/build/builds/{buildId},
+// LocationBuildTags {project}/_apis/build/builds/{buildId}/tags/{tag}.
+const (
+	AreaBuild         = "build"
+	LocationBuilds    = "0cd358e1-9217-4d94-8269-1c1ee6f93dcf"
+	LocationBuildTags = "6e6114b2-8161-44c8-8f6c-c5505782427f"
+)
+
+// API versions of the Build area calls. The official agent uses
+// Microsoft.TeamFoundationServer.Client 19.230.0-preview, whose source is not
+// public; these are what azure-devops-go-api v7 (azuredevops/v7/build/client.go:
+// UpdateBuild, AddBuildTag, AddBuildTags) requests, the nearest public source
+// of the same generated contract.
+const (
+	APIBuilds    = "7.1-preview.7"
+	APIBuildTags = "7.1-preview.3"
+)
+
 // API versions requested per call, as the official agent's generated client
 // requests them (listener.md §1.4, column [RUN]; worker.md §7.1). The server
 // negotiates down from these against the OPTIONS entry.
