@@ -2,6 +2,8 @@ package azdo
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -30,12 +32,20 @@ func (p *Plan) values(extra ...string) map[string]string {
 	return m
 }
 
-// UpdateRecords PATCHes timeline records (the server merges by id).
+// UpdateRecords PATCHes records of the job's timeline (the server merges
+// by id).
 func (p *Plan) UpdateRecords(ctx context.Context, records []taskagent.TimelineRecord) ([]taskagent.TimelineRecord, error) {
+	return p.UpdateTimelineRecords(ctx, p.TimelineID, records)
+}
+
+// UpdateTimelineRecords PATCHes records of another timeline of the plan, such
+// as a step's detail timeline, which must have been created first
+// (TimelineNotFoundException otherwise).
+func (p *Plan) UpdateTimelineRecords(ctx context.Context, timelineID string, records []taskagent.TimelineRecord) ([]taskagent.TimelineRecord, error) {
 	var out collection[taskagent.TimelineRecord]
 	_, err := p.Client.Send(ctx, Request{
 		Method: http.MethodPatch, Location: wire.LocationRecords, APIVersion: wire.APITask,
-		RouteValues: p.values("timelineId", p.TimelineID),
+		RouteValues: p.values("timelineId", timelineID),
 		Body:        collection[taskagent.TimelineRecord]{Count: len(records), Value: records},
 	}, &out)
 	return out.Value, err
@@ -91,12 +101,22 @@ func (p *Plan) RaiseEvent(ctx context.Context, ev wire.JobEvent) error {
 	return err
 }
 
-// CreateTimeline creates a (detail) timeline under the plan.
+// ErrTimelineExists: CreateTimeline named a timeline the plan already has
+// (TimelineExistsException). JobServerQueue takes it as created, as a create
+// that reached the service before its answer was lost is.
+var ErrTimelineExists = errors.New("timeline exists")
+
+// CreateTimeline creates a (detail) timeline under the plan. Not retried by
+// the client (a POST); the caller retries, and ErrTimelineExists tells it an
+// earlier attempt got through.
 func (p *Plan) CreateTimeline(ctx context.Context, id string) error {
 	_, err := p.Client.Send(ctx, Request{
 		Method: http.MethodPost, Location: wire.LocationTimelines, APIVersion: wire.APITask,
 		RouteValues: p.values(),
 		Body:        map[string]any{"id": id},
 	}, nil)
+	if e, ok := errors.AsType[*Error](err); ok && e.TypeKey == "TimelineExistsException" {
+		return fmt.Errorf("create timeline %s: %w: %w", id, ErrTimelineExists, err)
+	}
 	return err
 }

@@ -143,4 +143,5 @@ func (r *countingReporter) UpdateRecord(jobs.Record)                      {}
 func (r *countingReporter) WriteLine(string, string)                      { r.lines.Add(1) }
 func (r *countingReporter) WriteLines(_ string, lines []string)           { r.lines.Add(int64(len(lines))) }
 func (r *countingReporter) Attach(string, string, string, string)         {}
+func (r *countingReporter) UpdateDetailRecord(string, jobs.DetailRecord)  {}
 func (r *countingReporter) Finish(context.Context, jobs.Completion) error { return nil }

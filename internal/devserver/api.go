@@ -129,6 +129,42 @@ func (h *Job) Timeline() []taskagent.TimelineRecord {
 	return out
 }
 
+// DetailTimeline returns the detail timeline a record of the job's timeline
+// names in its details (a step's ##vso[task.logdetail] records): the
+// timeline's id and its records in creation order. ok is false when the
+// record names none; records is nil when the agent never created it.
+func (h *Job) DetailTimeline(recordID string) (timelineID string, records []taskagent.TimelineRecord, ok bool) {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	u, err := uuid.Parse(recordID)
+	if err != nil {
+		return "", nil, false
+	}
+	main := h.j.plan.timelines[h.j.msg.Timeline.ID]
+	r := main.records[u.String()]
+	if r == nil {
+		return "", nil, false
+	}
+	var ref struct {
+		ID string `json:"id"`
+	}
+	if v, has := r.fields["details"]; !has || json.Unmarshal(v, &ref) != nil || ref.ID == "" {
+		return "", nil, false
+	}
+	d, err := uuid.Parse(ref.ID)
+	if err != nil {
+		return ref.ID, nil, true
+	}
+	tl := h.j.plan.timelines[d.String()]
+	if tl == nil {
+		return d.String(), nil, true
+	}
+	for _, id := range tl.order {
+		records = append(records, tl.records[id].decode())
+	}
+	return d.String(), records, true
+}
+
 // RecordJSON returns a timeline record exactly as stored (merged fields).
 func (h *Job) RecordJSON(recordID string) (map[string]json.RawMessage, bool) {
 	h.s.mu.Lock()

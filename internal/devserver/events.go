@@ -16,28 +16,32 @@ const (
 	EventJobAssigned   EventKind = "jobAssigned"
 	EventJobStarted    EventKind = "jobStarted" // first lock renewal
 	EventRecordUpdated EventKind = "recordUpdated"
-	EventFeedLines     EventKind = "feedLines"
-	EventLogAppended   EventKind = "logAppended"
-	EventJobCompleted  EventKind = "jobCompleted"
-	EventAgentChanged  EventKind = "agentChanged"
-	EventSessionChange EventKind = "sessionChanged"
+	// A record of a step's detail timeline (##vso[task.logdetail]); the
+	// step's record names the timeline in its details.
+	EventDetailRecordUpdated EventKind = "detailRecordUpdated"
+	EventFeedLines           EventKind = "feedLines"
+	EventLogAppended         EventKind = "logAppended"
+	EventJobCompleted        EventKind = "jobCompleted"
+	EventAgentChanged        EventKind = "agentChanged"
+	EventSessionChange       EventKind = "sessionChanged"
 )
 
 // Event is one observable change, for live views such as a web UI.
 type Event struct {
-	Time      time.Time
-	Kind      EventKind
-	JobID     string
-	RequestID int64
-	AgentID   int
-	State     JobState                  // job events
-	Result    string                    // jobCompleted
-	Record    *taskagent.TimelineRecord // recordUpdated: the merged record
-	StepID    string                    // feedLines
-	Lines     []string                  // feedLines
-	StartLine int64                     // feedLines
-	LogID     int                       // logAppended
-	Bytes     int                       // logAppended
+	Time       time.Time
+	Kind       EventKind
+	JobID      string
+	RequestID  int64
+	AgentID    int
+	State      JobState                  // job events
+	Result     string                    // jobCompleted
+	Record     *taskagent.TimelineRecord // recordUpdated, detailRecordUpdated: the merged record
+	TimelineID string                    // recordUpdated, detailRecordUpdated: the record's timeline
+	StepID     string                    // feedLines
+	Lines      []string                  // feedLines
+	StartLine  int64                     // feedLines
+	LogID      int                       // logAppended
+	Bytes      int                       // logAppended
 }
 
 type subscription struct {

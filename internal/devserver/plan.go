@@ -152,11 +152,14 @@ func (s *Server) planTimelines(c *planCtx) *apiError {
 			}
 			id = u.String()
 		}
-		tl := c.plan.timelines[id]
-		if tl == nil {
-			tl = newTimeline(id)
-			c.plan.timelines[id] = tl
+		if c.plan.timelines[id] != nil {
+			// JobServerQueue catches TimelineExistsException and takes the
+			// timeline as created (a retried create whose answer was lost).
+			return errf(http.StatusConflict, exTimelineExists, "Timeline %s already exists in plan %s.", id, c.plan.id)
 		}
+		tl := newTimeline(id)
+		tl.detail = true
+		c.plan.timelines[id] = tl
 		q.reply(http.StatusOK, s.timelineJSON(c, tl, false))
 		return nil
 	}
@@ -203,7 +206,11 @@ func (s *Server) planRecords(c *planCtx) *apiError {
 	for _, rec := range res.records {
 		out = append(out, rec.fields)
 		r := rec.decode()
-		s.emit(Event{Kind: EventRecordUpdated, JobID: c.job.id, RequestID: c.job.requestID, Record: &r})
+		kind := EventRecordUpdated
+		if tl.detail {
+			kind = EventDetailRecordUpdated
+		}
+		s.emit(Event{Kind: kind, JobID: c.job.id, RequestID: c.job.requestID, TimelineID: tl.id, Record: &r})
 	}
 	q.reply(http.StatusOK, collection(out))
 	return nil

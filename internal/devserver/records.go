@@ -28,7 +28,13 @@ var recordFields = func() map[string]string {
 }()
 
 type timelineState struct {
-	id       string
+	id string
+	// detail: created by the agent (POST …/timelines) for a step's
+	// ##vso[task.logdetail] records. Its records are whatever the scripts
+	// say — states may go back, a record may complete without a result, a
+	// parent may live in another step's detail timeline — and the official
+	// agent sends them as they are, so none of that is a violation there.
+	detail   bool
 	changeID int
 	order    []string
 	records  map[string]*recordState
@@ -194,14 +200,16 @@ func (tl *timelineState) mergeRecords(batch []json.RawMessage, logExists func(in
 			rec.fields[k] = v
 		}
 		newState := strings.ToLower(rec.str("state"))
-		if existed && oldState != "" && newState != "" && recordStates[newState] < recordStates[oldState] {
-			res.violations = append(res.violations, fmt.Sprintf("timeline record %s went from %s back to %s", rec.name(), stateName(oldState), rec.str("state")))
-		}
-		if existed && oldState == "completed" && oldResult != "" && rec.str("result") != oldResult {
-			res.violations = append(res.violations, fmt.Sprintf("timeline record %s changed its result from %s to %s after it completed", rec.name(), oldResult, rec.str("result")))
-		}
-		if newState == "completed" && rec.str("result") == "" {
-			res.violations = append(res.violations, fmt.Sprintf("timeline record %s was completed without a result", rec.name()))
+		if !tl.detail { // see timelineState.detail
+			if existed && oldState != "" && newState != "" && recordStates[newState] < recordStates[oldState] {
+				res.violations = append(res.violations, fmt.Sprintf("timeline record %s went from %s back to %s", rec.name(), stateName(oldState), rec.str("state")))
+			}
+			if existed && oldState == "completed" && oldResult != "" && rec.str("result") != oldResult {
+				res.violations = append(res.violations, fmt.Sprintf("timeline record %s changed its result from %s to %s after it completed", rec.name(), oldResult, rec.str("result")))
+			}
+			if newState == "completed" && rec.str("result") == "" {
+				res.violations = append(res.violations, fmt.Sprintf("timeline record %s was completed without a result", rec.name()))
+			}
 		}
 		if v, ok := it.fields["log"]; ok {
 			var ref struct {
@@ -216,7 +224,7 @@ func (tl *timelineState) mergeRecords(batch []json.RawMessage, logExists func(in
 		res.records = append(res.records, rec)
 	}
 	for _, rec := range res.records {
-		if p := rec.str("parentId"); p != "" {
+		if p := rec.str("parentId"); p != "" && !tl.detail {
 			if u, err := uuid.Parse(p); err != nil || tl.records[u.String()] == nil {
 				res.violations = append(res.violations, fmt.Sprintf("timeline record %s names parent %s, which is not in the timeline", rec.name(), p))
 			}

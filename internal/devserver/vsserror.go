@@ -20,6 +20,7 @@ const (
 	exPlanNotFound      = "TaskOrchestrationPlanNotFoundException"
 	exPlanSecurity      = "TaskOrchestrationPlanSecurityException"
 	exTimelineNotFound  = "TimelineNotFoundException"
+	exTimelineExists    = "TimelineExistsException"
 	exLogNotFound       = "TaskLogNotFoundException"
 	exUnauthorized      = "UnauthorizedRequestException"
 	exResourceNotFound  = "VssResourceNotFoundException"

@@ -224,13 +224,7 @@ func (s *stepRun) runCommand(con *console, cmd *logcmd.Command) error {
 	case "build.addbuildtag":
 		return s.addBuildTag(con, cmd)
 	case "task.logdetail":
-		// Detail timelines only decorate the web UI's task view; goagent
-		// writes the detail to the log instead of creating a sub-timeline
-		// (PowerShell@2 emits one per run, so this is not a warning).
-		name, _ := prop(cmd, "name")
-		if name != "" || cmd.Data != "" {
-			con.Info(strings.TrimSpace(name + " " + cmd.Data))
-		}
+		return s.logDetail(cmd)
 	case "task.setendpoint":
 		return s.setEndpoint(cmd)
 	case "artifact.upload", "artifact.associate":

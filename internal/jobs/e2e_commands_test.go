@@ -94,7 +94,7 @@ func TestEmulatorLoggingCommands(t *testing.T) {
 	log := logMessages(j, stepID(0))
 	for _, want := range []string{
 		"##[group]Title", "inside", "##[endgroup]", "##[error]not an issue", "##[warning]nor this", "##[section]plain",
-		"detail detail text", "##[debug]dbg message",
+		"##[debug]dbg message",
 		"##[debug]Processed: ##vso[task.setvariable variable=v1]val1",
 		"##vso[tasksetvariable]x", "not a ##vso command", "##VSO[task.setvariable variable=upper]x",
 		// The Build service calls, awaited when the step ends.
@@ -106,6 +106,10 @@ func TestEmulatorLoggingCommands(t *testing.T) {
 		if !hasLine(log, want) {
 			t.Errorf("commands log lacks %q", want)
 		}
+	}
+	// task.logdetail writes nothing to the log: it makes a detail record.
+	if _, recs, _ := j.DetailTimeline(stepID(0)); len(recs) != 1 || str(recs[0].Name) != "detail" || str(recs[0].CurrentOperation) != "detail text" || hasLine(log, "detail detail text") {
+		t.Errorf("task.logdetail: detail records %+v", recs)
 	}
 	for _, l := range log {
 		if strings.Contains(l, "##[debug]Processed: ##vso[task.debug]") {

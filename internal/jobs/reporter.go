@@ -26,6 +26,12 @@ type Reporter interface {
 	// reporter can take its locks and clock once for the batch. The lines of
 	// one call may share one timestamp. The reporter must not keep the slice.
 	WriteLines(recordID string, lines []string)
+	// UpdateDetailRecord publishes the current state of a record on a step's
+	// detail timeline (##vso[task.logdetail]). The step's record names the
+	// timeline in Record.Details and is published first; the reporter
+	// creates the timeline on the service before sending its records, and may
+	// coalesce successive updates of the same record.
+	UpdateDetailRecord(timelineID string, rec DetailRecord)
 	// Attach uploads a file as a record attachment (task.addattachment,
 	// task.uploadfile, task.uploadsummary, build.uploadlog).
 	Attach(recordID, attachmentType, name, path string)
@@ -64,6 +70,28 @@ type Record struct {
 	Variables        map[string]RecordVariable
 	WorkerName       string
 	Attempt          int
+	// Details is the id of the step's detail timeline (the record's
+	// "details": {"id": …}), set when its first ##vso[task.logdetail] runs.
+	Details string
+}
+
+// DetailRecord is a record of a step's detail timeline, as
+// ##vso[task.logdetail] builds it (TaskDetailCommand): its fields are those
+// the commands set so far, merged; empty strings, zero times and nil
+// pointers were never set and are left out of the update, so that the
+// service keeps what it has.
+type DetailRecord struct {
+	ID               string
+	ParentID         string // may be the zero GUID, which the official agent sends as is
+	Type             string
+	Name             string
+	Order            *int
+	State            string
+	Result           string
+	StartTime        time.Time
+	FinishTime       time.Time
+	PercentComplete  *int
+	CurrentOperation string
 }
 
 // Issue is an error or warning on a record.

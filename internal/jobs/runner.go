@@ -105,8 +105,9 @@ type jobRun struct {
 	current     *stepRun // the running step, for cancellation re-evaluation
 	ws          *workspace
 	debug       bool
-	processTag  string // VSTS_PROCESS_LOOKUP_ID of this job's processes
-	minSecret   int    // AZP_IGNORE_SECRETS_SHORTER_THAN
+	processTag  string        // VSTS_PROCESS_LOOKUP_ID of this job's processes
+	minSecret   int           // AZP_IGNORE_SECRETS_SHORTER_THAN
+	details     detailTracker // task.logdetail records of the whole job (detail.go)
 }
 
 type postStep struct {

@@ -24,6 +24,13 @@ type memReporter struct {
 	lines    map[string][]string
 	attached []string
 	done     *jobs.Completion
+	details  []detailUpdate // UpdateDetailRecord calls, in order
+}
+
+type detailUpdate struct {
+	timeline string
+	rec      jobs.DetailRecord
+	after    int // record updates made before this one
 }
 
 func newMem() *memReporter {
@@ -47,6 +54,12 @@ func (m *memReporter) WriteLines(id string, lines []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lines[id] = append(m.lines[id], lines...)
+}
+
+func (m *memReporter) UpdateDetailRecord(timelineID string, r jobs.DetailRecord) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.details = append(m.details, detailUpdate{timelineID, r, len(m.history)})
 }
 
 func (m *memReporter) Attach(id, typ, name, path string) {

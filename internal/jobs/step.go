@@ -31,6 +31,7 @@ type stepRun struct {
 	taskVars  map[string]string // task.settaskvariable
 	con       *console
 	async     asyncCommands // build.updatebuildnumber, build.addbuildtag
+	details   stepDetails   // task.logdetail (detail.go)
 }
 
 func (s *stepRun) console() *console {
@@ -263,6 +264,7 @@ func (s *stepRun) execute(jobCtx context.Context) {
 func (s *stepRun) finish(result string) {
 	s.console().Info("##[section]Finishing: " + s.rec.Name)
 	s.jr.completeRecord(s.rec, result, "")
+	s.completeDetails()
 	s.jr.setJobResult(result)
 }
 

@@ -84,7 +84,8 @@ type Reporter struct {
 	feed    feed
 	uploads uploads
 	tl      timeline
-	flushMu sync.Mutex // one timeline flush at a time
+	details detailTimelines // steps' detail timelines (detail.go)
+	flushMu sync.Mutex      // one timeline flush at a time
 
 	feedDone, upDone, tlDone chan struct{} // goroutine exits
 	stopFeed, stopUp, stopTL chan struct{} // Finish's signals to drain and stop
@@ -181,6 +182,11 @@ func (r *Reporter) UpdateRecord(rec jobs.Record) {
 	if _, err := uuid.Parse(rec.ID); err != nil {
 		r.log.Warn("timeline record with a non-GUID id dropped", "record", rec.ID)
 		return
+	}
+	if rec.Details != "" {
+		if _, err := uuid.Parse(rec.Details); err == nil {
+			r.details.named(rec.Details)
+		}
 	}
 	r.tl.update(cloneRecord(rec))
 	if rec.State == jobs.StateCompleted {

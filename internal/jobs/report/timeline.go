@@ -188,17 +188,20 @@ func (t *timeline) undelivered() (ids []string, variables bool) {
 func (r *Reporter) flushTimeline(maxPatches int) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
+	// Detail timelines first: the step records about to be sent name them.
+	// A failed create holds back only that timeline's records.
+	createErr := r.createDetailTimelines()
 	for range maxPatches {
 		recs, items := r.tl.batch()
 		if len(recs) == 0 {
-			return nil
+			break
 		}
 		if _, err := r.plan.UpdateRecords(r.ctx, recs); err != nil {
-			return fmt.Errorf("update %d timeline records: %w", len(recs), err)
+			return errors.Join(createErr, fmt.Errorf("update %d timeline records: %w", len(recs), err))
 		}
 		r.tl.delivered(items)
 	}
-	return nil
+	return errors.Join(createErr, r.flushDetails(maxPatches))
 }
 
 func (r *Reporter) timelineLoop() {
@@ -241,6 +244,9 @@ func (r *Reporter) finalTimelineFlush() error {
 			break
 		}
 		r.log.Warn("final timeline update failed", "attempt", attempt+1, "error", lastErr)
+	}
+	if left := r.details.undelivered(); len(left) > 0 {
+		r.log.Warn("detail timeline records not updated at the end of the job", "records", left, "error", lastErr)
 	}
 	ids, variables := r.tl.undelivered()
 	if len(ids) == 0 {
@@ -301,6 +307,11 @@ func toWire(id string, rec *jobs.Record, log *logRef) taskagent.TimelineRecord {
 	out.PercentComplete, out.ErrorCount, out.WarningCount = &pct, &errs, &warns
 	out.CurrentOperation = strPtr(rec.CurrentOperation)
 	out.WorkerName = strPtr(rec.WorkerName)
+	if rec.Details != "" {
+		if d, err := uuid.Parse(rec.Details); err == nil {
+			out.Details = &taskagent.TimelineReference{Id: &d}
+		}
+	}
 	if rec.Attempt > 0 {
 		a := rec.Attempt
 		out.Attempt = &a
