@@ -205,24 +205,10 @@ func (r *Reporter) flushDetails(maxPatches int) error {
 func detailToWire(rec *jobs.DetailRecord) taskagent.TimelineRecord {
 	id := uuid.MustParse(rec.ID) // ids are checked on the way in
 	out := taskagent.TimelineRecord{Id: &id}
-	if rec.ParentID != "" {
-		if p, err := uuid.Parse(rec.ParentID); err == nil {
-			out.ParentId = &p
-		}
-	}
-	out.Type = strPtr(rec.Type)
-	out.Name = strPtr(rec.Name)
+	setWireBasics(&out, rec.ParentID, rec.Type, rec.Name, rec.State, rec.Result)
 	if rec.Order != nil {
 		o := *rec.Order
 		out.Order = &o
-	}
-	if rec.State != "" {
-		s := taskagent.TimelineRecordState(rec.State)
-		out.State = &s
-	}
-	if rec.Result != "" {
-		res := taskagent.TaskResult(rec.Result)
-		out.Result = &res
 	}
 	out.StartTime = timePtr(rec.StartTime)
 	out.FinishTime = timePtr(rec.FinishTime)

@@ -280,25 +280,11 @@ func toWire(id string, rec *jobs.Record, log *logRef) taskagent.TimelineRecord {
 	if rec == nil {
 		return out
 	}
-	if rec.ParentID != "" {
-		if p, err := uuid.Parse(rec.ParentID); err == nil {
-			out.ParentId = &p
-		}
-	}
-	out.Type = strPtr(rec.Type)
-	out.Name = strPtr(rec.Name)
+	setWireBasics(&out, rec.ParentID, rec.Type, rec.Name, rec.State, rec.Result)
 	out.RefName = strPtr(rec.RefName)
 	if rec.Type != "Job" {
 		order := rec.Order
 		out.Order = &order
-	}
-	if rec.State != "" {
-		s := taskagent.TimelineRecordState(rec.State)
-		out.State = &s
-	}
-	if rec.Result != "" {
-		res := taskagent.TaskResult(rec.Result)
-		out.Result = &res
 	}
 	out.ResultCode = strPtr(rec.ResultCode)
 	out.StartTime = timePtr(rec.StartTime)
@@ -357,4 +343,24 @@ func timePtr(t time.Time) *azuredevops.Time {
 		return nil
 	}
 	return &azuredevops.Time{Time: t.UTC()}
+}
+
+// setWireBasics sets the fields main and detail records carry alike; empty
+// values are left out.
+func setWireBasics(out *taskagent.TimelineRecord, parentID, typ, name, state, result string) {
+	if parentID != "" {
+		if p, err := uuid.Parse(parentID); err == nil {
+			out.ParentId = &p
+		}
+	}
+	out.Type = strPtr(typ)
+	out.Name = strPtr(name)
+	if state != "" {
+		s := taskagent.TimelineRecordState(state)
+		out.State = &s
+	}
+	if result != "" {
+		res := taskagent.TaskResult(result)
+		out.Result = &res
+	}
 }
