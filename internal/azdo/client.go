@@ -29,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goagent-dev/goagent/internal/pause"
 	"github.com/google/uuid"
 )
 
@@ -88,7 +89,7 @@ func New(baseURL string, tokens TokenSource, opts Options) (*Client, error) {
 		maxBack:   opts.MaxBackoff,
 		locs:      opts.Locations,
 		log:       opts.Logger,
-		sleep:     sleep,
+		sleep:     pause.Sleep,
 	}
 	if c.http == nil {
 		t, err := NewTransport(TransportOptions{})
@@ -596,17 +597,6 @@ func RandomBetween(lo, hi time.Duration) time.Duration {
 		return lo
 	}
 	return lo + time.Duration(n.Int64())
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // isRetryable: connection errors, timeouts of a single attempt, 5xx and 429.

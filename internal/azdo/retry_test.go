@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goagent-dev/goagent/internal/pause"
 )
 
 func TestRetries(t *testing.T) {
@@ -195,7 +197,7 @@ func TestCancelStopsRetrying(t *testing.T) {
 		// Really wait an hour, so that only the cancellation can end it.
 		c.sleep = func(ctx context.Context, d time.Duration) error {
 			cancel()
-			return sleep(ctx, d)
+			return pause.Sleep(ctx, d)
 		}
 		err := sendWithin(t, c, ctx, getThing("x"))
 		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "503") {

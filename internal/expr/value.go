@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -585,7 +586,7 @@ func objectGet(obj any, key string) (any, bool) {
 		if v, ok := m[key]; ok {
 			return normalize(v), true
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if equalFold(k, key) {
 				return normalize(m[k]), true
 			}
@@ -594,22 +595,13 @@ func objectGet(obj any, key string) (any, bool) {
 		if v, ok := m[key]; ok {
 			return v, true
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if equalFold(k, key) {
 				return m[k], true
 			}
 		}
 	}
 	return nil, false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // arrayItems returns the elements of an array value, normalized.
@@ -644,14 +636,14 @@ func objectEntries(v any) ([]string, []any, bool, error) {
 	case variablesObject:
 		return nil, nil, false, errNotEnumerable
 	case map[string]any:
-		keys := sortedKeys(m)
+		keys := slices.Sorted(maps.Keys(m))
 		vals := make([]any, len(keys))
 		for i, k := range keys {
 			vals[i] = normalize(m[k])
 		}
 		return keys, vals, true, nil
 	case map[string]string:
-		keys := sortedKeys(m)
+		keys := slices.Sorted(maps.Keys(m))
 		vals := make([]any, len(keys))
 		for i, k := range keys {
 			vals[i] = m[k]

@@ -332,6 +332,8 @@ func (jr *jobRun) killOrphans(con *console) {
 	}
 }
 
+// finalResult is the job's result so far: what conditions see as the job
+// status, and what the job reports when it ends.
 func (jr *jobRun) finalResult() string {
 	jr.mu.Lock()
 	defer jr.mu.Unlock()
@@ -669,19 +671,6 @@ func (jr *jobRun) setJobResult(result string) {
 	}
 }
 
-// jobStatus is the status conditions see.
-func (jr *jobRun) jobStatus() string {
-	jr.mu.Lock()
-	defer jr.mu.Unlock()
-	if jr.canceled {
-		return ResultCanceled
-	}
-	if jr.jobResult == "" {
-		return ResultSucceeded
-	}
-	return jr.jobResult
-}
-
 var resultOrder = map[string]int{
 	ResultSucceeded: 0, ResultSucceededWithIssues: 1, ResultFailed: 2, ResultCanceled: 3, ResultSkipped: 4, ResultAbandoned: 5,
 }
@@ -726,6 +715,6 @@ func statusName(r string) string {
 type exprContext struct{ jr *jobRun }
 
 func (c exprContext) Variable(name string) (string, bool) { return c.jr.vars.Get(name) }
-func (c exprContext) JobStatus() string                   { return c.jr.jobStatus() }
+func (c exprContext) JobStatus() string                   { return c.jr.finalResult() }
 
 var _ expr.Context = exprContext{}

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -430,12 +431,7 @@ func (s *stepRun) environment() []string {
 		}
 	}
 	// Step env: first, so variables of the same name win (Handler.cs).
-	keys := make([]string, 0, len(s.step.Environment))
-	for k := range s.step.Environment {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(s.step.Environment)) {
 		put(k, expandEnv(jr.vars.Expand(strings.TrimSpace(s.step.Environment[k]))))
 	}
 	for _, x := range jr.vars.All() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/goagent-dev/goagent/internal/azdo"
 	"github.com/goagent-dev/goagent/internal/identity"
+	"github.com/goagent-dev/goagent/internal/pause"
 	"github.com/goagent-dev/goagent/internal/wire"
 )
 
@@ -62,9 +63,7 @@ func (a *Agent) jobDone() <-chan struct{} {
 // finishing up (last uploads, the request's finish call): wait for that; a
 // job still running after the zombie grace of 45 s is cancelled and killed.
 func (a *Agent) ensureDispatchFinished(ctx context.Context) {
-	a.mu.Lock()
-	r := a.running
-	a.mu.Unlock()
+	r := a.current()
 	if r == nil {
 		return
 	}
@@ -95,9 +94,7 @@ func (a *Agent) WaitIdle(ctx context.Context) { a.waitJob(ctx) }
 
 // waitJob waits for the running job (if any) to end.
 func (a *Agent) waitJob(ctx context.Context) {
-	a.mu.Lock()
-	r := a.running
-	a.mu.Unlock()
+	r := a.current()
 	if r == nil {
 		return
 	}
@@ -108,9 +105,7 @@ func (a *Agent) waitJob(ctx context.Context) {
 }
 
 func (a *Agent) setFeedInterval(jobID string, d time.Duration) {
-	a.mu.Lock()
-	r := a.running
-	a.mu.Unlock()
+	r := a.current()
 	if r == nil || !equalFold(r.msg.JobID, jobID) {
 		return
 	}
@@ -124,9 +119,7 @@ func (a *Agent) setFeedInterval(jobID string, d time.Duration) {
 // when it has not ended within the timeout (floored at 60 s, as
 // WorkerDispatcher.Cancel does).
 func (a *Agent) cancelJob(jobID string, timeout time.Duration) bool {
-	a.mu.Lock()
-	r := a.running
-	a.mu.Unlock()
+	r := a.current()
 	if r == nil || !equalFold(r.msg.JobID, jobID) {
 		return false
 	}
@@ -253,7 +246,7 @@ func (a *Agent) firstRenew(ctx context.Context, c *azdo.Client, s Settings, requ
 	var err error
 	for attempt := 0; attempt < 6; attempt++ {
 		if attempt > 0 {
-			if serr := sleep(ctx, azdo.RandomBetween(time.Second, 10*time.Second)); serr != nil {
+			if serr := pause.Sleep(ctx, azdo.RandomBetween(time.Second, 10*time.Second)); serr != nil {
 				return time.Time{}, serr
 			}
 		}
@@ -325,7 +318,7 @@ func (a *Agent) finishRequest(ctx context.Context, c *azdo.Client, s Settings, r
 			return
 		}
 		a.log.Warn("finishing the job request failed", "attempt", attempt, "error", err)
-		if attempt < 5 && sleep(ctx, 5*time.Second) != nil {
+		if attempt < 5 && pause.Sleep(ctx, 5*time.Second) != nil {
 			return
 		}
 	}
@@ -333,9 +326,7 @@ func (a *Agent) finishRequest(ctx context.Context, c *azdo.Client, s Settings, r
 
 // Kill ends the running job's processes at once (a second signal).
 func (a *Agent) Kill() {
-	a.mu.Lock()
-	r := a.running
-	a.mu.Unlock()
+	r := a.current()
 	if r != nil {
 		a.killHard(r)
 	}
@@ -346,4 +337,11 @@ func (a *Agent) Kill() {
 // already inside its graceful SIGINT/SIGTERM escalation.
 func (a *Agent) killHard(r *runningJob) {
 	r.hardOnce.Do(func() { close(r.hard) })
+}
+
+// current is the job running or winding down, nil when there is none.
+func (a *Agent) current() *runningJob {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.running
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/goagent-dev/goagent/internal/azdo"
 	"github.com/goagent-dev/goagent/internal/identity"
+	"github.com/goagent-dev/goagent/internal/pause"
 	"github.com/goagent-dev/goagent/internal/wire"
 )
 
@@ -167,7 +168,7 @@ func (a *Agent) createSession(ctx context.Context, c *azdo.Client, s Settings, k
 			}
 			a.log.Warn("create session failed; retrying", "attempt", attempt, "wait", a.cfg.SessionRetry, "error", err)
 		}
-		if err := sleep(ctx, a.cfg.SessionRetry); err != nil {
+		if err := pause.Sleep(ctx, a.cfg.SessionRetry); err != nil {
 			return nil, err
 		}
 	}
@@ -189,17 +190,6 @@ func isConflict(err error) bool {
 
 func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // loop long-polls and dispatches until ctx ends (or one job with Once).
@@ -316,7 +306,7 @@ func (a *Agent) loop(ctx context.Context, c *azdo.Client, s Settings, key *rsa.P
 			errCount++
 			d := a.errorBackoff(errCount)
 			a.log.Warn("poll for messages failed; retrying", "attempt", errCount, "wait", d.Round(time.Millisecond), "error", err)
-			_ = sleep(idleCtx, d)
+			_ = pause.Sleep(idleCtx, d)
 			continue
 		}
 		errCount = 0
@@ -327,7 +317,7 @@ func (a *Agent) loop(ctx context.Context, c *azdo.Client, s Settings, key *rsa.P
 			if time.Since(start) < time.Second {
 				fastEmpty++
 				d := azdo.RandomBetween(time.Duration(min(fastEmpty, 15))*500*time.Millisecond, time.Duration(min(fastEmpty, 15))*time.Second)
-				_ = sleep(idleCtx, d)
+				_ = pause.Sleep(idleCtx, d)
 			} else {
 				fastEmpty = 0
 			}

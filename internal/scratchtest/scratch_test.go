@@ -401,10 +401,6 @@ steps:
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	// The lead removes this guard once exec lands.
-	if strings.Contains(out, "not yet available") {
-		t.Skipf("exec not available yet: %s", strings.TrimSpace(out))
-	}
 	if code != 0 {
 		t.Fatalf("goagent exec in the empty root (%s) exited %d:\n%s", root.how, code, out)
 	}

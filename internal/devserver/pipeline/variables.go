@@ -2,8 +2,9 @@ package pipeline
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -124,7 +125,7 @@ func (c *compiler) checkOptions() {
 		what string
 		vars map[string]string
 	}{{"Options.Variables", c.opts.Variables}, {"Options.Secrets", c.opts.Secrets}} {
-		for _, name := range sortedKeys(m.vars) {
+		for _, name := range slices.Sorted(maps.Keys(m.vars)) {
 			c.checkVarName(nil, name, "in "+m.what)
 		}
 	}
@@ -133,15 +134,6 @@ func (c *compiler) checkOptions() {
 			c.errs = append(c.errs, &Error{Msg: fmt.Sprintf("options: repository %q has ID %q, which is not a GUID", alias, r.ID)})
 		}
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // Names of the variables the service generates (the L1 sample's 62, by lower
@@ -316,10 +308,10 @@ func (c *compiler) jobVars(base *vars, jd *jobDef) map[string]wire.VariableValue
 			apply(uv.name, uv.value, uv.readonly, false)
 		}
 	}
-	for _, name := range sortedKeys(c.opts.Variables) {
+	for _, name := range slices.Sorted(maps.Keys(c.opts.Variables)) {
 		apply(name, c.opts.Variables[name], false, false)
 	}
-	for _, name := range sortedKeys(c.opts.Secrets) {
+	for _, name := range slices.Sorted(maps.Keys(c.opts.Secrets)) {
 		apply(name, c.opts.Secrets[name], false, true)
 	}
 	return base.m

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/goagent-dev/goagent/internal/azdo"
+	"github.com/goagent-dev/goagent/internal/pause"
 	"github.com/goagent-dev/goagent/internal/wire"
 )
 
@@ -20,7 +21,7 @@ func (r *Reporter) raiseCompleted(ctx context.Context, result string, shuttingDo
 	var errs []error
 	attempts := 0
 	for attempt := range completionAttempts {
-		if attempt > 0 && !sleepCtx(ctx, r.o.CompletionRetryDelay) {
+		if attempt > 0 && pause.Sleep(ctx, r.o.CompletionRetryDelay) != nil {
 			errs = append(errs, ctx.Err())
 			break
 		}

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/goagent-dev/goagent/internal/pause"
 	"github.com/google/uuid"
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 )
@@ -304,7 +305,7 @@ func (r *Reporter) postFeed(stepID uuid.UUID, b []feedLine) {
 	start := uint64(b[0].num)
 	w := taskagent.TimelineRecordFeedLinesWrapper{Count: &count, Value: &vals, StepId: &stepID, StartLine: &start}
 	for attempt := range 2 {
-		if attempt > 0 && !sleepCtx(r.ctx, r.o.RetryDelay) {
+		if attempt > 0 && pause.Sleep(r.ctx, r.o.RetryDelay) != nil {
 			break
 		}
 		err := r.plan.AppendFeed(r.ctx, r.jobID, w)

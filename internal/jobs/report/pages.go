@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/goagent-dev/goagent/internal/azdo"
+	"github.com/goagent-dev/goagent/internal/pause"
 )
 
 const (
@@ -405,7 +406,7 @@ func (r *Reporter) uploadPage(it upload) {
 	defer f.Close()
 	var lastErr error
 	for attempt := range pageUploadAttempts {
-		if attempt > 0 && !sleepCtx(r.ctx, backoff(r.o.RetryDelay, attempt)) {
+		if attempt > 0 && pause.Sleep(r.ctx, backoff(r.o.RetryDelay, attempt)) != nil {
 			break
 		}
 		var tl *logRef

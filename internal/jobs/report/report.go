@@ -305,18 +305,6 @@ func (r *Reporter) logDropped() {
 	}
 }
 
-// sleepCtx waits d or until ctx ends; false when ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // backoff is base doubled per failure, capped at 30 s.
 func backoff(base time.Duration, failures int) time.Duration {
 	d := base

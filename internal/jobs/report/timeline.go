@@ -13,6 +13,7 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
 	"github.com/goagent-dev/goagent/internal/jobs"
+	"github.com/goagent-dev/goagent/internal/pause"
 )
 
 const (
@@ -236,7 +237,7 @@ func (r *Reporter) timelineLoop() {
 func (r *Reporter) finalTimelineFlush() error {
 	var lastErr error
 	for attempt := range finalFlushAttempts {
-		if attempt > 0 && !sleepCtx(r.ctx, backoff(r.o.RetryDelay, attempt)) {
+		if attempt > 0 && pause.Sleep(r.ctx, backoff(r.o.RetryDelay, attempt)) != nil {
 			break
 		}
 		lastErr = r.flushTimeline(1 << 20)

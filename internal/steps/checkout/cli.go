@@ -11,8 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
+	"github.com/goagent-dev/goagent/internal/pause"
 	"github.com/goagent-dev/goagent/internal/steps"
 	"github.com/goagent-dev/goagent/internal/steps/proc"
 )
@@ -238,13 +238,7 @@ func checkoutWithCLI(ctx context.Context, ex *steps.Exec, s *settings, cred cred
 		}
 	}
 
-	target := s.version
-	switch {
-	case refByCommit != "":
-		target = refByCommit
-	case isPullRequest(s.ref) || s.version == "":
-		target = remoteRefName(s.ref)
-	}
+	target := s.checkoutTarget(refByCommit)
 
 	if s.lfs {
 		if err := g.lfsFetch(ctx, target, hostAuth, hostEnv); err != nil {
@@ -308,6 +302,19 @@ func supportsFetchByCommit(k repoKind, v gitVersion) bool {
 		return v.atLeast(2, 26)
 	}
 	return false
+}
+
+// checkoutTarget is what both checkout paths check out after the fetch: the
+// ref fetched by commit when there is one, the remote-tracking ref of a pull
+// request or of a source without a version, else the version (a commit).
+func (s *settings) checkoutTarget(refByCommit string) string {
+	switch {
+	case refByCommit != "":
+		return refByCommit
+	case isPullRequest(s.ref) || s.version == "":
+		return remoteRefName(s.ref)
+	}
+	return s.version
 }
 
 func isPullRequest(ref string) bool {
@@ -602,7 +609,7 @@ func (g *gitCLI) fetch(ctx context.Context, auth []gitArg, authEnv []string, ref
 		if attempt < 3 {
 			d := g.opts.retryDelay(attempt)
 			g.ex.Console.Warning(fmt.Sprintf("Git fetch failed with exit code %d, back off %s seconds before retry.", r.code, strconv.FormatFloat(d.Seconds(), 'f', -1, 64)))
-			if err := sleep(ctx, d); err != nil {
+			if err := pause.Sleep(ctx, d); err != nil {
 				return fmt.Errorf("git fetch: %w", err)
 			}
 		}
@@ -611,17 +618,6 @@ func (g *gitCLI) fetch(ctx context.Context, auth []gitArg, authEnv []string, ref
 		return fmt.Errorf("repository %s was not found: check the repository's url and that its credentials may read it (Git fetch failed with exit code: %d)", redactURL(g.s.url), last.code)
 	}
 	return fmt.Errorf("Git fetch failed with exit code: %d", last.code)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
 }
 
 // lfsFetch is GitCliManager.GitLFSFetch; a failure is not fatal.
@@ -644,7 +640,7 @@ func (g *gitCLI) lfsFetch(ctx context.Context, target string, auth []gitArg, aut
 		if attempt < 3 {
 			d := g.opts.retryDelay(attempt)
 			g.ex.Console.Info(fmt.Sprintf("Git lfs fetch failed with exit code %d, back off %s seconds before retry.", code, strconv.FormatFloat(d.Seconds(), 'f', -1, 64)))
-			if err := sleep(ctx, d); err != nil {
+			if err := pause.Sleep(ctx, d); err != nil {
 				return fmt.Errorf("git lfs fetch: %w", err)
 			}
 		}

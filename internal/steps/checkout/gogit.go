@@ -27,6 +27,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/goagent-dev/goagent/internal/azdo"
+	"github.com/goagent-dev/goagent/internal/pause"
 	"github.com/goagent-dev/goagent/internal/steps"
 )
 
@@ -174,13 +175,7 @@ func checkoutWithGoGit(ctx context.Context, ex *steps.Exec, s *settings, cred cr
 		return err
 	}
 
-	target := s.version
-	switch {
-	case refByCommit != "":
-		target = refByCommit
-	case isPullRequest(s.ref) || s.version == "":
-		target = remoteRefName(s.ref)
-	}
+	target := s.checkoutTarget(refByCommit)
 	if err := g.checkout(ctx, repo, target); err != nil {
 		return err
 	}
@@ -605,7 +600,7 @@ func (g *goGit) fetchWithRetries(ctx context.Context, repo *git.Repository, refs
 		if attempt < 3 {
 			d := g.opts.retryDelay(attempt)
 			g.ex.Console.Warning(fmt.Sprintf("Git fetch failed: %v, back off %s seconds before retry.", err, strconv.FormatFloat(d.Seconds(), 'f', -1, 64)))
-			if err := sleep(ctx, d); err != nil {
+			if err := pause.Sleep(ctx, d); err != nil {
 				return fmt.Errorf("git fetch (go-git): %w", err)
 			}
 		}
