@@ -95,6 +95,21 @@ func (c *planCtx) timeline() (*timelineState, *apiError) {
 	return tl, nil
 }
 
+// timelineAndRecord is the timeline and the record id of a route below
+// …/timelines/{timelineId}/records/{recordId}/.
+func (c *planCtx) timelineAndRecord() (*timelineState, uuid.UUID, *apiError) {
+	tl, err := c.timeline()
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	raw := c.q.vals["recordId"]
+	id, perr := uuid.Parse(raw)
+	if perr != nil {
+		return nil, uuid.Nil, badRequest("The record id '%s' is not a GUID.", raw)
+	}
+	return tl, id, nil
+}
+
 func (s *Server) timelineJSON(c *planCtx, tl *timelineState, records bool) map[string]any {
 	out := map[string]any{
 		"id": tl.id, "changeId": tl.changeID,
@@ -230,13 +245,9 @@ func (s *Server) planFeed(c *planCtx) *apiError {
 	if q.r.Method != http.MethodPost {
 		return methodNotAllowed(q.r)
 	}
-	tl, err := c.timeline()
+	tl, recID, err := c.timelineAndRecord()
 	if err != nil {
 		return err
-	}
-	recID, perr := uuid.Parse(q.vals["recordId"])
-	if perr != nil {
-		return badRequest("The record id '%s' is not a GUID.", q.vals["recordId"])
 	}
 	var in feedBody
 	if err := decodeJSON(q, &in); err != nil {
@@ -459,13 +470,9 @@ func (s *Server) checkCompletion(j *jobState) {
 // planAttachments: PUT …/attachments/{type}/{name} stores; GET lists a type.
 func (s *Server) planAttachments(c *planCtx) *apiError {
 	q := c.q
-	tl, err := c.timeline()
+	tl, rec, err := c.timelineAndRecord()
 	if err != nil {
 		return err
-	}
-	rec, perr := uuid.Parse(q.vals["recordId"])
-	if perr != nil {
-		return badRequest("The record id '%s' is not a GUID.", q.vals["recordId"])
 	}
 	typ, name := q.vals["type"], q.vals["name"]
 	switch q.r.Method {
